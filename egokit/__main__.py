@@ -1,0 +1,5 @@
+import sys
+
+from egokit.cli import main
+
+sys.exit(main())
