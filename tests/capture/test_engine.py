@@ -1,0 +1,174 @@
+"""The capture engine on small stand-alone transformers models: exact, gradient-exact, and leaves no trace."""
+
+import copy
+
+import pytest
+import torch
+from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
+
+from egokit.capture.engine import capture, require_attentions
+from egokit.errors import CaptureError
+
+
+@pytest.fixture(scope="module")
+def llama():
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = LlamaForCausalLM(copy.deepcopy(cfg)).eval()
+    ids = torch.randint(3, 100, (2, 20))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding in row 1
+    return model, ids, mask, [layer.self_attn for layer in model.model.layers]
+
+
+def eager_attentions(model, **inputs):
+    model.set_attn_implementation("eager")
+    try:
+        return model(**inputs, output_attentions=True)
+    finally:
+        model.set_attn_implementation("sdpa")
+
+
+def test_rows_and_columns_equal_eager(llama):
+    model, ids, mask, modules = llama
+    with torch.no_grad(), capture(modules, layers=[0, -1], queries=[5, 19], keys=list(range(4, 12))) as cap:
+        model(input_ids=ids, attention_mask=mask)
+        ref = eager_attentions(model, input_ids=ids, attention_mask=mask).attentions
+    assert sorted(cap.attentions) == [0, 2]
+    for layer in (0, 2):
+        expected = ref[layer][:, :, [5, 19]][..., 4:12]
+        assert cap[layer].shape == (2, 4, 2, 8)
+        torch.testing.assert_close(cap[layer], expected, atol=1e-5, rtol=0)
+    with pytest.raises(CaptureError, match="not captured"):
+        cap[1]
+
+
+def test_rows_are_normalised_over_all_keys(llama):
+    model, ids, mask, modules = llama
+    with torch.no_grad(), capture(modules, queries=[7]) as cap:
+        model(input_ids=ids, attention_mask=mask)
+    for layer in range(3):
+        torch.testing.assert_close(cap[layer].sum(-1), torch.ones(2, 4, 1))
+
+
+def test_causal_without_mask_and_per_row_queries(llama):
+    model, ids, _, modules = llama
+    queries = torch.tensor([[3, 10], [0, 19]])
+    with torch.no_grad(), capture(modules, queries=queries) as cap:
+        model(input_ids=ids)
+    ref = eager_attentions(model, input_ids=ids).attentions
+    for layer in range(3):
+        expected = torch.stack([ref[layer][b][:, queries[b]] for b in range(2)])
+        torch.testing.assert_close(cap[layer], expected, atol=1e-5, rtol=0)
+
+
+def test_gradients_equal_eager(llama):
+    model, ids, mask, modules = llama
+    out = eager_attentions(model, input_ids=ids, attention_mask=mask)
+    for a in out.attentions:
+        a.retain_grad()
+    out.logits[:, -1, 7].sum().backward()
+    expected = [a.grad[:, :, [5, 19]][..., 4:12] for a in out.attentions]
+    model.zero_grad()
+    with capture(modules, queries=[5, 19], keys=list(range(4, 12)), grad=True) as cap:
+        out2 = model(input_ids=ids, attention_mask=mask)
+    out2.logits[:, -1, 7].sum().backward()
+    model.zero_grad()
+    assert any(e.abs().max() > 1e-4 for e in expected)  # the check below is not vacuous
+    for layer in range(3):
+        torch.testing.assert_close(cap.grads[layer], expected[layer], atol=1e-5, rtol=1e-4)
+    real = mask.bool()  # padded positions are fully masked rows: undefined in any backend
+    torch.testing.assert_close(out2.logits[real], out.logits[real], atol=1e-5, rtol=0)
+
+
+def test_grads_before_backward_is_a_clear_error(llama):
+    model, ids, mask, modules = llama
+    with capture(modules, queries=[1], grad=True) as cap:
+        model(input_ids=ids, attention_mask=mask)
+    with pytest.raises(CaptureError, match="backward"):
+        cap.grads
+
+
+def test_outputs_bit_identical_during_and_after(llama):
+    model, ids, mask, modules = llama
+    configs = {id(m.config): m.config._attn_implementation for m in modules}
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).logits
+        with capture(modules, queries=[2, 3]):
+            during = model(input_ids=ids, attention_mask=mask).logits
+        after = model(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(before, during) and torch.equal(before, after)
+    assert {id(m.config): m.config._attn_implementation for m in modules} == configs
+
+
+def test_restored_when_the_body_raises(llama):
+    model, ids, mask, modules = llama
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).logits
+    with pytest.raises(RuntimeError, match="inside"), capture(modules, queries=[1]):
+        raise RuntimeError("inside")
+    assert all(m.config._attn_implementation == "sdpa" for m in modules)
+    from egokit.capture import engine
+
+    assert not engine._ACTIVE
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, before)
+    # and a second capture works afterwards
+    with torch.no_grad(), capture(modules, queries=[1]) as cap:
+        model(input_ids=ids, attention_mask=mask)
+    assert len(cap.attentions) == 3
+
+
+def test_bad_arguments(llama):
+    model, ids, mask, modules = llama
+    with pytest.raises(CaptureError, match="does not exist"), capture(modules, layers=[3]):
+        pass
+    with torch.no_grad(), pytest.raises(CaptureError, match="outside"), capture(modules, queries=[40]):
+        model(input_ids=ids, attention_mask=mask)
+    assert all(m.config._attn_implementation == "sdpa" for m in modules)
+
+
+def test_decoding_with_cache_records_absolute_positions(llama):
+    model, ids, _, modules = llama
+    prompt = ids[:1, :12]
+    with torch.no_grad(), capture(modules, layers=[1], queries=[14]) as cap:
+        model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        full = model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        ref = eager_attentions(model, input_ids=full[:, :15]).attentions[1][:, :, [14]]
+    torch.testing.assert_close(cap[1], ref, atol=1e-5, rtol=0)
+
+
+def test_clip_text_and_vision():
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config={"vocab_size": 99, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "max_position_embeddings": 16, "bos_token_id": 97,
+                     "eos_token_id": 98, "pad_token_id": 1},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    model = CLIPModel(cfg).eval()
+    ids = torch.randint(2, 97, (2, 10))
+    ids[:, -1] = 98
+    mask = torch.ones_like(ids)
+    pixels = torch.randn(2, 3, 32, 32)
+    text_mods = [layer.self_attn for layer in model.text_model.encoder.layers]
+    vision_mods = [layer.self_attn for layer in model.vision_model.encoder.layers]
+    with torch.no_grad(), capture(text_mods, queries=[9]) as t, capture(vision_mods, queries=[0], keys=list(range(1, 17))) as v:
+        model(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+    model.set_attn_implementation("eager")
+    ref = model(input_ids=ids, attention_mask=mask, pixel_values=pixels, output_attentions=True)
+    model.set_attn_implementation("sdpa")
+    for layer in range(2):
+        torch.testing.assert_close(t[layer], ref.text_model_output.attentions[layer][:, :, [9]], atol=1e-5, rtol=0)
+        torch.testing.assert_close(v[layer], ref.vision_model_output.attentions[layer][:, :, [0], 1:17],
+                                   atol=1e-5, rtol=0)
+
+
+def test_require_attentions_names_the_backend():
+    with pytest.raises(CaptureError, match="sdpa"):
+        require_attentions((), "sdpa")
+    assert len(require_attentions((torch.zeros(1),), "eager")) == 1
