@@ -49,8 +49,8 @@ def estimate_attention_memory(config: Any, seq_len: int, query_rows: int = 10, k
     many layers are captured (default: all of them); `key_cols` defaults to the whole sequence.
     """
     cfg = _text_config(config)
-    n_layers = int(getattr(cfg, "num_hidden_layers"))
-    heads = int(getattr(cfg, "num_attention_heads"))
+    n_layers = int(cfg.num_hidden_layers)
+    heads = int(cfg.num_attention_heads)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     if dtype is None:

@@ -87,7 +87,7 @@ def test_grads_before_backward_is_a_clear_error(llama):
     with capture(modules, queries=[1], grad=True) as cap:
         model(input_ids=ids, attention_mask=mask)
     with pytest.raises(CaptureError, match="backward"):
-        cap.grads
+        _ = cap.grads
 
 
 def test_outputs_bit_identical_during_and_after(llama):
