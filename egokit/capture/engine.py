@@ -334,7 +334,14 @@ def _resolve_modules(target: Any, part: str | None) -> tuple[str, list[nn.Module
     if adapter is None:
         from egokit.models.adapters import adapter_for
 
-        adapter = adapter_for(target)
+        model_type = getattr(getattr(target, "config", None), "model_type", None)
+        cls = adapter_for(model_type) if model_type else None
+        if cls is None:
+            raise CaptureError(
+                f"no adapter knows {type(target).__name__} (model_type {model_type!r}); pass a LoadedModel "
+                "from egokit.load(...), or the list of attention modules to capture"
+            )
+        adapter = cls(target)
     part = part or adapter.default_part
     if part not in adapter.parts:
         raise CaptureError(f"{adapter.family} has no {part!r} part; choose one of {', '.join(adapter.parts)}")
