@@ -107,6 +107,7 @@ class Captured:
     layers: list[int]
     attentions: dict[int, torch.Tensor] = field(default_factory=dict)
     calls: dict[int, int] = field(default_factory=dict)
+    backends: list[str] = field(default_factory=list)
     _full_rows: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     _key_index: dict[int, torch.Tensor | None] = field(default_factory=dict, repr=False)
 
@@ -116,6 +117,13 @@ class Captured:
     def _resolve(self, layer: int) -> int:
         if layer in self.attentions:
             return layer
+        if not self.attentions:
+            raise CaptureError(
+                f"nothing was captured: no attention call of the {self.part} layers {self.layers} went through the "
+                f"capturable backend (original backend: {', '.join(self.backends) or 'unknown'}). Run the model "
+                "inside the `with capture(...)` block; a backend that bypasses transformers' attention interface "
+                'cannot be captured: load with attn_implementation="sdpa"'
+            )
         raise CaptureError(f"layer {layer} was not captured; captured layers: {sorted(self.attentions)}")
 
     @property
@@ -392,6 +400,7 @@ def capture(target: Any, layers: Sequence[int] | None = None, queries: Any = Non
             for config in configs.values():
                 impl = config._attn_implementation_internal or "eager"
                 saved.append((config, config._attn_implementation_internal))
+                recorder.result.backends.append(impl)
                 config._attn_implementation_internal = _ensure_registered(impl)
             for module in layer_of:
                 _ACTIVE[module] = recorder

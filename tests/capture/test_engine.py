@@ -172,3 +172,11 @@ def test_require_attentions_names_the_backend():
     with pytest.raises(CaptureError, match="sdpa"):
         require_attentions((), "sdpa")
     assert len(require_attentions((torch.zeros(1),), "eager")) == 1
+
+
+def test_nothing_captured_names_the_backend(llama):
+    _, _, _, modules = llama
+    with capture(modules, queries=[1]) as cap:
+        pass  # the model never ran inside the block
+    with pytest.raises(CaptureError, match="nothing was captured.*sdpa"):
+        cap[0]
