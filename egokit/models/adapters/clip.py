@@ -1,0 +1,175 @@
+"""CLIP and SigLIP: dual encoders (text + vision), not generative.
+
+Visual layout: the vision encoder's patch tokens. Positions are indices in the *vision* sequence (CLIP
+puts a class token first, so patches start at 1; SigLIP has none, so they start at 0); the grid is the
+processed image's size divided by the patch size; boxes are the patches' pixels mapped back through the
+image processor's resize and center crop (CLIP) or plain resize (SigLIP, which stretches non-square
+images). Parts of the original image cut away by the center crop belong to no token: the union of the
+boxes is the crop's footprint, given as `extra["view"]`.
+
+`image_features` are per-patch embeddings in the joint image-text space where the family has one:
+CLIP applies its `post_layernorm` and `visual_projection` to every patch token, exactly as it does to the
+class token (the "dense CLIP" reading). SigLIP has no projection (its pooled embedding comes from an
+attention-pooling head), so its per-patch features are the post-layernormed last hidden states.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from egokit.errors import InputError
+from egokit.models.adapters.base import Adapter, ImageTokens, register_adapter
+from egokit.models.adapters.common import (
+    attention_stack,
+    group_images,
+    load_images,
+    sizes_tensor,
+    to_model,
+    without_private,
+)
+from egokit.models.geometry import (
+    ORIGINAL_SIZES_KEY,
+    grid_boxes,
+    original_sizes,
+    processor_pixel_map,
+    visible_box,
+)
+
+
+@register_adapter
+class ClipAdapter(Adapter):
+    """`CLIPModel`: parts "text" and "vision" (each encoder's `self_attn` per layer)."""
+
+    family: ClassVar[str] = "clip"
+    model_types: ClassVar[tuple[str, ...]] = ("clip",)
+    parts: ClassVar[tuple[str, ...]] = ("text", "vision")
+    default_part: ClassVar[str] = "vision"
+    is_generative: ClassVar[bool] = False
+    #: tokens before the patches in the vision sequence (CLIP's class token)
+    vision_prefix_tokens: ClassVar[int] = 1
+    #: padding used for captions ("max_length" for SigLIP, trained with fixed-length text)
+    text_padding: ClassVar[bool | str] = True
+
+    # -- structure -------------------------------------------------------------------------------------
+    def encoder(self, part: str | None = None) -> nn.Module:
+        """The text or vision transformer (`model.text_model` / `model.vision_model`)."""
+        part = part or self.default_part
+        if part not in self.parts:
+            raise InputError(f"{self.family} has parts {', '.join(self.parts)}, not {part!r}")
+        return getattr(self.model, f"{part}_model")
+
+    def attention_modules(self, part: str | None = None) -> list[nn.Module]:
+        return attention_stack(self.encoder(part))
+
+    @property
+    def max_text_length(self) -> int:
+        """Longest token sequence the text encoder accepts (its position embeddings)."""
+        return int(self.model.config.text_config.max_position_embeddings)
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.model.config.vision_config.patch_size)
+
+    # -- inputs ----------------------------------------------------------------------------------------
+    def prompt(self, question: str, n_images: int = 1) -> str:
+        """A dual encoder has no chat: the caption is the text."""
+        return question
+
+    def prepare(self, images: list[Any] | None, text: str | list[str] | None = None, **kwargs: Any) -> Any:
+        """Captions and/or images → processor outputs on the model's device.
+
+        Images and texts are independent batches here (CLIP scores every image against every text).
+        Raises `InputError` for a caption longer than the text encoder's limit (`max_text_length`).
+        """
+        if images is None and text is None:
+            raise InputError("give images, text, or both")
+        call: dict[str, Any] = {"return_tensors": "pt"}
+        flat: list[Any] = []
+        if images is not None:
+            flat = load_images(group_images(images, ["_"])[0])
+            call["images"] = flat
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            self._check_lengths(texts)
+            call["text"] = texts
+            call["padding"] = self.text_padding
+            if self.text_padding == "max_length":
+                call["max_length"] = self.max_text_length
+        call.update(kwargs)
+        inputs = self.processor(**call)
+        if flat:
+            inputs[ORIGINAL_SIZES_KEY] = sizes_tensor([flat])
+        return to_model(inputs, self.model)
+
+    def _check_lengths(self, texts: list[str]) -> None:
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        for i, t in enumerate(texts):
+            n = len(tokenizer(t)["input_ids"])
+            if n > self.max_text_length:
+                raise InputError(
+                    f"caption {i} is {n} tokens long; {self.family}'s text encoder takes at most "
+                    f"{self.max_text_length}: shorten it or split it into sentences"
+                )
+
+    def model_inputs(self, inputs: Any) -> dict[str, Any]:
+        return without_private(inputs)
+
+    # -- layout ----------------------------------------------------------------------------------------
+    def visual_layout(self, inputs: Any, batch_index: int = 0) -> list[ImageTokens]:
+        """The patch tokens of image `batch_index` (one image per batch row of `pixel_values`)."""
+        pixel_values = inputs["pixel_values"]
+        height, width = int(pixel_values.shape[-2]), int(pixel_values.shape[-1])
+        p = self.patch_size
+        rows, cols = height // p, width // p
+        n = rows * cols
+        sizes = original_sizes(inputs)
+        boxes = grid_boxes(rows, cols, p, p)
+        extra: dict[str, Any] = {"sequence": "vision", "prefix_tokens": self.vision_prefix_tokens}
+        if sizes is not None:
+            pmap, processed = processor_pixel_map(self.processor.image_processor, sizes[batch_index])
+            boxes = pmap.boxes(boxes)
+            size = sizes[batch_index]
+            extra.update(coords="original", view=visible_box(pmap, processed))
+        else:
+            size = (height, width)
+            extra.update(coords="processed", view=(0.0, 0.0, float(width), float(height)))
+        return [
+            ImageTokens(
+                positions=torch.arange(n) + self.vision_prefix_tokens,
+                boxes=boxes,
+                feature_index=torch.arange(n),
+                grid=(rows, cols),
+                image_size=size,
+                extra=extra,
+            )
+        ]
+
+    # -- features --------------------------------------------------------------------------------------
+    def patch_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) last hidden states of the patch tokens (class token removed)."""
+        out = self.model.vision_model(pixel_values=pixel_values)
+        return out.last_hidden_state[:, self.vision_prefix_tokens :]
+
+    def image_features(self, inputs: Any) -> list[torch.Tensor]:
+        """Per-patch embeddings in the joint space, (N, projection_dim) per image (see module docstring)."""
+        states = self.patch_states(inputs["pixel_values"])
+        vision = self.model.vision_model
+        feats = self.model.visual_projection(vision.post_layernorm(states))
+        return list(feats)
+
+
+@register_adapter
+class SiglipAdapter(ClipAdapter):
+    """`SiglipModel`: like CLIP, without a class token, with fixed-length (max_length) captions."""
+
+    family: ClassVar[str] = "siglip"
+    model_types: ClassVar[tuple[str, ...]] = ("siglip",)
+    vision_prefix_tokens: ClassVar[int] = 0
+    text_padding: ClassVar[bool | str] = "max_length"
+
+    def image_features(self, inputs: Any) -> list[torch.Tensor]:
+        """Per-patch post-layernorm states (N, hidden) per image: SigLIP has no projection to apply."""
+        return list(self.patch_states(inputs["pixel_values"]))

@@ -1,0 +1,217 @@
+"""Idefics3 and SmolVLM: image splitting into tiles plus a global view, pixel-shuffle connector.
+
+Layout, from the config and the prompt the processor expanded:
+- the image processor resizes the whole image (longest edge to `size["longest_edge"]`, then up to multiples of
+  the tile size `max_image_size["longest_edge"]`) and, when that is larger than one tile, cuts it into
+  `rows × cols` tiles and appends the whole image squeezed to one tile (the *global* view);
+- every view becomes `(image_size / patch_size)²` patches, and the connector's pixel shuffle folds each
+  `scale_factor × scale_factor` block into one token: `n × n` tokens per view, raster order,
+  `n = image_size / patch_size / scale_factor` (the processor's `image_seq_len` is `n²`);
+- the prompt holds, per tile, `<fake_token_around_image><row_r_col_c>` + `<image>`·n², and for the global view
+  `<fake_token_around_image><global-img>` + `<image>`·n² + `<fake_token_around_image>`. Fake, row/col and
+  global tokens are not image tokens (no pixel box);
+- the resizes cover the whole picture, so tile (r, c) covers the (r, c) cell of an even rows × cols split of
+  the original image and the global view covers all of it.
+
+`ImageTokens` lists the global view first (it is the base `n × n` grid), then the tiles in prompt order;
+`feature_index` points into the image's connector output, which is in prompt order (tiles, then global).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from egokit.errors import InputError
+from egokit.models.adapters.base import ImageTokens, register_adapter
+from egokit.models.adapters.vlm import VLMAdapter
+from egokit.models.geometry import grid_boxes
+
+_ROW_COL = re.compile(r"<row_(\d+)_col_(\d+)>")
+
+
+@dataclass
+class _View:
+    """One run of n² image tokens: a tile at (row, col), or the global view (tile None)."""
+
+    start: int
+    tile: tuple[int, int] | None
+
+
+@register_adapter
+class Idefics3Adapter(VLMAdapter):
+    """Adapter for `Idefics3ForConditionalGeneration` and `SmolVLMForConditionalGeneration`."""
+
+    family = "idefics3"
+    model_types = ("idefics3", "smolvlm")
+    parts = ("language", "vision")
+    default_part = "language"
+
+    # -- structure -------------------------------------------------------------------------------------
+    @property
+    def base(self) -> nn.Module:
+        """The `Idefics3Model` / `SmolVLMModel` inside the generation head."""
+        return getattr(self.model, "model", self.model)
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self.base.vision_model
+
+    @property
+    def projector(self) -> nn.Module:
+        """The connector (pixel shuffle + linear): its output rows are the image tokens' input embeddings."""
+        return self.base.connector
+
+    @property
+    def language_model(self) -> nn.Module:
+        return self.base.text_model
+
+    def attention_modules(self, part: str | None = None) -> list[nn.Module]:
+        part = part or self.default_part
+        if part == "language":
+            return [layer.self_attn for layer in self.language_model.layers]
+        if part == "vision":
+            return [layer.self_attn for layer in self.vision_tower.encoder.layers]
+        raise InputError(f"{self.family} has no {part!r} part; choose one of {', '.join(self.parts)}")
+
+    @property
+    def tokens_side(self) -> int:
+        """n: each view is an n × n grid of language-model tokens."""
+        config = self.model.config
+        vision = config.vision_config
+        return int(vision.image_size // vision.patch_size // config.scale_factor)
+
+    @property
+    def tile_size(self) -> int:
+        """Pixel side of one view as the vision encoder sees it."""
+        return int(self.model.config.vision_config.image_size)
+
+    # -- inputs ----------------------------------------------------------------------------------------
+    def processor_call(self, groups: list[list[Any]], texts: list[str], **kwargs: Any) -> Any:
+        # Images go per prompt (a nested list): a flat list would be read as one prompt's images.
+        call: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True, **kwargs}
+        if any(groups):
+            call["images"] = groups
+        return self.processor(**call)
+
+    # -- layout ----------------------------------------------------------------------------------------
+    def _token_strings(self, ids: list[int]) -> str:
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        if tokenizer is None or not hasattr(tokenizer, "convert_ids_to_tokens"):
+            return ""
+        return "".join(str(t) for t in tokenizer.convert_ids_to_tokens(ids))
+
+    def _views(self, input_ids: torch.Tensor) -> list[list[_View]]:
+        """The image views of one batch row, grouped per image (tiles in prompt order, then the global view)."""
+        ids = input_ids.tolist()
+        token_id = self.image_token_id
+        per_view = self.tokens_side**2
+        images: list[list[_View]] = []
+        current: list[_View] = []
+        pos, last_end = 0, 0
+        while pos < len(ids):
+            if ids[pos] != token_id:
+                pos += 1
+                continue
+            end = pos
+            while end < len(ids) and ids[end] == token_id:
+                end += 1
+            if (end - pos) % per_view:
+                raise InputError(
+                    f"a run of {end - pos} image tokens at position {pos} is not a whole number of views of "
+                    f"{per_view} tokens; the processor's image_seq_len does not match the model config"
+                )
+            for k, start in enumerate(range(pos, end, per_view)):
+                found = _ROW_COL.findall(self._token_strings(ids[last_end:pos])) if k == 0 else []
+                if found:
+                    row, col = found[-1]
+                    current.append(_View(start, (int(row) - 1, int(col) - 1)))
+                else:  # the global view closes the image
+                    current.append(_View(start, None))
+                    images.append(current)
+                    current = []
+            pos = last_end = end
+        if current:
+            images.append(current)  # tiles without a global view: keep them as their own image
+        return images
+
+    def _image_tokens(self, views: list[_View], image_size: tuple[int, int] | None) -> ImageTokens:
+        n = self.tokens_side
+        per_view = n * n
+        tiles = [v.tile for v in views if v.tile is not None]
+        rows = max((r for r, _ in tiles), default=-1) + 1
+        cols = max((c for _, c in tiles), default=-1) + 1
+        if image_size is None:  # processed coordinates: the tiles side by side, or one view
+            side = self.tile_size
+            image_size = (max(rows, 1) * side, max(cols, 1) * side)
+        height, width = image_size
+        # the global view is the base grid; tiles follow in prompt order
+        order = [i for i, v in enumerate(views) if v.tile is None] + [
+            i for i, v in enumerate(views) if v.tile is not None
+        ]
+        positions, boxes, feature_index, described = [], [], [], []
+        for i in order:
+            view = views[i]
+            if view.tile is None:
+                top, left, cell_h, cell_w = 0.0, 0.0, height / n, width / n
+            else:
+                r, c = view.tile
+                tile_h, tile_w = height / rows, width / cols
+                top, left, cell_h, cell_w = r * tile_h, c * tile_w, tile_h / n, tile_w / n
+            box = (left, top, left + cell_w * n, top + cell_h * n)
+            described.append(
+                {"kind": "global" if view.tile is None else "tile", "tile": view.tile, "box": box}
+            )
+            positions.append(torch.arange(view.start, view.start + per_view))
+            boxes.append(grid_boxes(n, n, cell_h, cell_w, top=top, left=left))
+            feature_index.append(torch.arange(i * per_view, (i + 1) * per_view))
+        return ImageTokens(
+            positions=torch.cat(positions),
+            boxes=torch.cat(boxes),
+            feature_index=torch.cat(feature_index),
+            grid=(n, n),
+            image_size=(int(height), int(width)),
+            extra={
+                "tiles": (rows, cols),
+                "views": described,
+                "tokens_per_view": per_view,
+                "view": (0.0, 0.0, float(width), float(height)),
+            },
+        )
+
+    def _first_image(self, inputs: Any, batch_index: int) -> int:
+        return sum(len(self._views(inputs["input_ids"][row])) for row in range(batch_index))
+
+    def visual_layout(self, inputs: Any, batch_index: int = 0) -> list[ImageTokens]:
+        views = self._views(inputs["input_ids"][batch_index])
+        if not views:
+            return []
+        first = self._first_image(inputs, batch_index)
+        sizes, coords = self.sizes_for(inputs, first, len(views), [None] * len(views))
+        layout = []
+        for k, (image_views, size) in enumerate(zip(views, sizes)):
+            tokens = self._image_tokens(image_views, size)
+            tokens.extra.update(image_index=first + k, coords=coords)
+            layout.append(tokens)
+        return layout
+
+    def image_features(self, inputs: Any) -> list[torch.Tensor]:
+        pixel_values = inputs.get("pixel_values")
+        if pixel_values is None:
+            return []
+        mask = inputs.get("pixel_attention_mask")
+        out = self.base.get_image_features(pixel_values=pixel_values, pixel_attention_mask=mask)
+        per_row = out.pooler_output if hasattr(out, "pooler_output") else out  # one entry per batch row
+        per_view = self.tokens_side**2
+        features: list[torch.Tensor] = []
+        for row, row_features in enumerate(per_row):
+            start = 0
+            for views in self._views(inputs["input_ids"][row]):
+                size = len(views) * per_view
+                features.append(row_features[start : start + size])
+                start += size
+        return features

@@ -1,0 +1,136 @@
+"""PaliGemma (1 and 2): a SigLIP grid in front of a Gemma decoder, image tokens first.
+
+Layout, from the config and the processor's outputs:
+- the image processor resizes every image to the vision tower's square input (no crop, no pad);
+- the vision tower gives `(image_size / patch_size)²` patch tokens, projected one-to-one into the language
+  model (`text_config.num_image_tokens`), raster order, so token (r, c) of the `n × n` grid covers the
+  (r, c) cell of an even n × n split of the original image;
+- the prompt starts with the image tokens of every image (`<image>`·n² per image), then bos, the text and a
+  newline; the image tokens and the text prefix attend to each other both ways (`token_type_ids` 0), the
+  generated suffix causally.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from egokit.errors import InputError
+from egokit.models.adapters.base import ImageTokens, register_adapter
+from egokit.models.adapters.common import feature_list
+from egokit.models.adapters.vlm import VLMAdapter
+from egokit.models.geometry import grid_boxes
+
+
+@register_adapter
+class PaliGemmaAdapter(VLMAdapter):
+    """Adapter for `PaliGemmaForConditionalGeneration`."""
+
+    family = "paligemma"
+    model_types = ("paligemma",)
+    parts = ("language", "vision")
+    default_part = "language"
+
+    # -- structure -------------------------------------------------------------------------------------
+    @property
+    def base(self) -> nn.Module:
+        """The `PaliGemmaModel` inside the generation head."""
+        return getattr(self.model, "model", self.model)
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self.base.vision_tower
+
+    @property
+    def projector(self) -> nn.Module:
+        """The linear projector: its output rows are the image tokens' input embeddings."""
+        return self.base.multi_modal_projector
+
+    @property
+    def language_model(self) -> nn.Module:
+        return self.base.language_model
+
+    def attention_modules(self, part: str | None = None) -> list[nn.Module]:
+        part = part or self.default_part
+        if part == "language":
+            return [layer.self_attn for layer in self.language_model.layers]
+        if part == "vision":
+            tower = self.vision_tower
+            encoder = getattr(tower, "vision_model", tower).encoder
+            return [layer.self_attn for layer in encoder.layers]
+        raise InputError(f"{self.family} has no {part!r} part; choose one of {', '.join(self.parts)}")
+
+    @property
+    def grid_side(self) -> int:
+        vision = self.model.config.vision_config
+        return int(vision.image_size // vision.patch_size)
+
+    # -- inputs ----------------------------------------------------------------------------------------
+    def prompt(self, question: str, n_images: int = 1) -> str:
+        """Image tokens, then the question; the processor adds bos after the images and a closing newline.
+
+        PaliGemma has no chat template; task prefixes such as `answer en` or `caption en` are part of `question`.
+        """
+        return self.plain_prompt(question, n_images)
+
+    def processor_call(self, groups: list[list[Any]], texts: list[str], **kwargs: Any) -> Any:
+        # The stock processor builds training labels with np.array(tensor), which warns under NumPy 2.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", category=DeprecationWarning, message=r"__array__ implementation"
+            )
+            return super().processor_call(groups, texts, **kwargs)
+
+    def model_inputs(self, inputs: Any) -> dict[str, Any]:
+        out = super().model_inputs(inputs)
+        out.pop("labels", None)  # the processor adds training labels; inference needs none
+        return out
+
+    # -- layout ----------------------------------------------------------------------------------------
+    def _images_in_row(self, inputs: Any, row: int) -> int:
+        count = int((inputs["input_ids"][row] == self.image_token_id).sum())
+        per_image = self.grid_side**2
+        if count % per_image:
+            raise InputError(
+                f"batch row {row} holds {count} image tokens, not a multiple of the {per_image} tokens per image "
+                "that the vision config gives"
+            )
+        return count // per_image
+
+    def visual_layout(self, inputs: Any, batch_index: int = 0) -> list[ImageTokens]:
+        count = self._images_in_row(inputs, batch_index)
+        if count == 0:
+            return []
+        first = sum(self._images_in_row(inputs, row) for row in range(batch_index))
+        side = self.grid_side
+        size = int(self.config.vision_config.image_size)
+        sizes, coords = self.sizes_for(inputs, first, count, [(size, size)] * count)
+        positions = torch.nonzero(inputs["input_ids"][batch_index] == self.image_token_id).flatten().cpu()
+        per_image = side * side
+        layout = []
+        for k, (height, width) in enumerate(sizes):
+            layout.append(
+                ImageTokens(
+                    positions=positions[k * per_image : (k + 1) * per_image],
+                    boxes=grid_boxes(side, side, height / side, width / side),
+                    feature_index=torch.arange(per_image),
+                    grid=(side, side),
+                    image_size=(int(height), int(width)),
+                    extra={
+                        "image_index": first + k,
+                        "coords": coords,
+                        "view": (0.0, 0.0, float(width), float(height)),
+                        "resized_size": (size, size),
+                    },
+                )
+            )
+        return layout
+
+    def image_features(self, inputs: Any) -> list[torch.Tensor]:
+        pixel_values = inputs.get("pixel_values")
+        if pixel_values is None:
+            return []
+        return feature_list(self.base.get_image_features(pixel_values=pixel_values))
