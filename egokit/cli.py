@@ -65,6 +65,30 @@ def _cmd_bench_capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from egokit import load
+    from egokit.data.images import load_image
+    from egokit.errors import InputError
+    from egokit.explore import exploration_summary, explore
+
+    if not args.prompt.strip():
+        raise InputError("the prompt is empty: ask a question about the image")
+    image = load_image(args.image)  # fail on a bad image before loading any weights
+    result = explore(load(args.model, device=args.device), image, args.prompt, max_new_tokens=args.max_new_tokens)
+    token = args.word
+    if args.out:
+        from egokit.files import write_bytes_atomic
+        from egokit.viz.png import to_png_bytes
+
+        write_bytes_atomic(Path(args.out), to_png_bytes(result.to_image(token)))
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        print("\n".join(exploration_summary(result)))
+        if args.out:
+            print(f"picture written to {args.out}")
+    return 0
+
 # ---------------------------------------------------------------------------------------------- parser
 
 
@@ -101,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_cmd_bench_capture)
+
+
+    p = sub.add_parser("explore", help="where each generated word looks: attention, rollout, gradient x attention")
+    p.add_argument("image", help="image file")
+    p.add_argument("prompt", help="the question or instruction (quote it)")
+    p.add_argument("--model", default="micro-vlm", help="micro zoo name, local folder or hub id of a VLM")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--word", default=None, help="the generated word to picture (default: the first content word)")
+    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.add_argument("--out", default=None, help="write a PNG strip: image, attention, rollout, gradient")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_explore)
 
     return parser
 

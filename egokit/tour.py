@@ -20,9 +20,7 @@ import html
 import importlib
 import json
 import math
-import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 from PIL import Image
 
 from egokit.errors import EgokitError, InputError
+from egokit.files import write_text_atomic
 
 # Modules whose import registers more sections (each method module adds its own).
 SECTION_MODULES: list[str] = []
@@ -121,8 +120,8 @@ def run_tour(out_dir: Path, device: str = "auto", seed: int = 0) -> Path:
             sections.append(_build(builder, ctx))
     index = out_dir / "index.html"
     document = _jsonable(metrics_document(sections, ctx))
-    write_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    write_atomic(index, render_html(sections, ctx))
+    write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    write_text_atomic(index, render_html(sections, ctx))
     failed = [s for s in sections if s.error is not None]
     if failed:
         names = ", ".join(f"{s.key} ({s.error.splitlines()[0] if s.error else ''})" for s in failed)
@@ -224,19 +223,6 @@ def metrics_document(sections: list[Section], ctx: TourContext) -> dict[str, Any
         },
     }
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:  # "x": a fresh file with the usual permissions
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _prepare_out_dir(out_dir: Path) -> None:

@@ -41,6 +41,7 @@ class Look:
     attentions: torch.Tensor
     grads: torch.Tensor | None = None
     input_ids: torch.Tensor | None = field(default=None, repr=False)
+    inputs: dict[str, Any] | None = field(default=None, repr=False)  # teacher-forced model inputs
 
     def columns(self, image: int = 0) -> slice:
         """The attention columns that belong to image `image`."""
@@ -72,7 +73,7 @@ class Look:
         return words.index(token.strip().lower())
 
 
-def _extend(inputs: dict[str, Any], new_ids: torch.Tensor) -> dict[str, Any]:
+def extend_inputs(inputs: dict[str, Any], new_ids: torch.Tensor) -> dict[str, Any]:
     """The model inputs for prompt + generated tokens (teacher forcing)."""
     out = dict(inputs)
     prompt_len = inputs["input_ids"].shape[1]
@@ -123,7 +124,7 @@ def generate_and_look(loaded: Any, image: Any, prompt: str, max_new_tokens: int 
     if new_ids.shape[1] == 0:
         raise InputError("the model generated an empty answer; nothing to look at")
 
-    full = _extend(model_inputs, new_ids)
+    full = extend_inputs(model_inputs, new_ids)
     positions = list(range(prompt_len, prompt_len + new_ids.shape[1]))
     layout = adapter.visual_layout(inputs, 0)
     visual = torch.cat([t.positions for t in layout]) if layout else torch.zeros(0, dtype=torch.long)
@@ -149,6 +150,7 @@ def generate_and_look(loaded: Any, image: Any, prompt: str, max_new_tokens: int 
         attentions=att,
         grads=grads,
         input_ids=full["input_ids"][0].detach().cpu(),
+        inputs=full,
     )
 
 

@@ -13,33 +13,17 @@ references, questions with answers).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from egokit.data.scenes import Scene
 from egokit.data.shapesworld import MAX_SIZE, MIN_SIZE, ShapesWorld
 from egokit.errors import InputError
+from egokit.files import write_bytes_atomic
 
 MAX_SAMPLES = 100_000
 GROUND_TRUTH_FILE = "ground_truth.json"
 FORMAT_VERSION = 1
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to `path` atomically: a temporary file in the same folder, then `os.replace`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes private files; samples are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def scene_file_name(i: int, n: int) -> str:
@@ -102,8 +86,8 @@ def write_samples(out: Path, seed: int, n: int, size: int = 64) -> Path:
     scenes = tqdm(world.scenes(n), total=n, desc="ShapesWorld samples", unit="scene", disable=n < 1000)
     for i, scene in enumerate(scenes):
         name = scene_file_name(i, n)
-        write_atomic(out / name, scene.png_bytes())
+        write_bytes_atomic(out / name, scene.png_bytes())
         entries.append(scene_entry(scene, name))
     text = dump_document(samples_document(entries, world))
-    write_atomic(out / GROUND_TRUTH_FILE, text.encode("utf-8"))
+    write_bytes_atomic(out / GROUND_TRUTH_FILE, text.encode("utf-8"))
     return out
