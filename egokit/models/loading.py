@@ -316,7 +316,8 @@ def _resolve(name_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> _Source
             have = ", ".join(micro_models()) or "none yet"
             raise ModelLoadError(
                 f"the micro model {name!r} is not built yet: it would be the folder {folder} "
-                f"(micro models present: {have}). Build it with `python -m egokit.zoo.train {name}`, "
+                f"(micro models present: {have}). Build it with "
+                f"`python -m egokit.zoo.train {name.removeprefix(MICRO_PREFIX)}`, "
                 "or pass a folder or a hub id."
             )
         return _folder_source(folder, "micro")
