@@ -14,6 +14,17 @@ from egokit.errors import EgokitError, InputError
 from egokit.tour import SECTIONS, Section, register_section, run_tour
 
 
+@pytest.fixture(autouse=True)
+def only_builtin_sections(monkeypatch):
+    """These tests check the report machinery on the built-in ShapesWorld section alone: the methods'
+    sections are exercised by the full tour that the README's main command runs (tests/test_readme.py)."""
+    saved = list(SECTIONS)
+    SECTIONS[:] = [s for s in SECTIONS if s.key == "shapesworld"]
+    monkeypatch.setattr(tour, "SECTION_MODULES", [])
+    yield
+    SECTIONS[:] = saved
+
+
 @pytest.fixture
 def sections_snapshot():
     """Restore the section registry after a test that registers extra sections."""
