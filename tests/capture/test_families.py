@@ -119,3 +119,29 @@ def test_dual_encoders_text_and_vision(family):
         torch.testing.assert_close(t[layer], att[:, :, [seq - 1]], atol=1e-5, rtol=0)
     for layer, att in enumerate(ref.vision_model_output.attentions):
         torch.testing.assert_close(v[layer], att[:, :, [0]], atol=1e-5, rtol=0)
+
+
+def test_capture_on_a_model_dispatched_by_accelerate(tmp_path):
+    """Sharded loading (`device_map`) puts accelerate hooks on modules; here one language layer lives on
+    disk and is paged in at forward time — the same mechanism as sharding across GPUs."""
+    from egokit import load
+
+    model, processor = build_tiny("llava")
+    model.save_pretrained(tmp_path / "m")
+    processor.save_pretrained(tmp_path / "m")
+    device_map = {"model.vision_tower": "cpu", "model.multi_modal_projector": "cpu",
+                  "model.language_model.embed_tokens": "cpu", "model.language_model.layers.0": "cpu",
+                  "model.language_model.layers.1": "disk", "model.language_model.norm": "cpu",
+                  "model.language_model.rotary_emb": "cpu", "lm_head": "cpu"}
+    loaded = load(tmp_path / "m", device_map=device_map, offload_folder=str(tmp_path / "offload"))
+    assert loaded.model.hf_device_map["model.language_model.layers.1"] == "disk"
+    inputs = loaded.adapter.prepare([picture()], loaded.adapter.prompt("what color ?", 1))
+    model_inputs = loaded.adapter.model_inputs(inputs)
+    visual = loaded.adapter.visual_layout(inputs, 0)[0].positions
+    last = model_inputs["input_ids"].shape[1] - 1
+    with torch.no_grad(), capture(loaded, queries=[last], keys=visual) as cap:
+        loaded.model(**model_inputs)
+    ref = eager(model, **model_inputs).attentions
+    assert len(cap.attentions) == len(ref) == 2
+    for layer, att in enumerate(ref):
+        torch.testing.assert_close(cap[layer], att[:, :, [last]][..., visual], atol=1e-5, rtol=0)
