@@ -27,6 +27,10 @@ _LAZY = {
     "capture": "egokit.capture.engine:capture",
     "load_image": "egokit.data.images:load_image",
     "ShapesWorld": "egokit.data.shapesworld:ShapesWorld",
+    "ego": "egokit.methods.ego",
+    "misalign": "egokit.methods.misalign",
+    "lorsu": "egokit.methods.lorsu",
+    "sa2vp": "egokit.methods.sa2vp",
 }
 
 __all__ = [

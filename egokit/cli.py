@@ -65,6 +65,81 @@ def _cmd_bench_capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_misalign_score(args: argparse.Namespace) -> int:
+    from egokit import load
+    from egokit.data.images import load_image
+    from egokit.methods.misalign import score
+    from egokit.methods.misalign_inputs import check_caption
+
+    check_caption(args.caption)  # fail on bad input before loading any weights
+    image = load_image(args.image)
+    result = score(load(args.model, device=args.device), image, args.caption, layers=args.layers,
+                   eps=args.eps, variant=args.variant, template=args.template, heatmaps=args.out is not None,
+                   truncate=args.truncate)
+    if args.out:
+        from egokit.methods.misalign_cli import write_picture
+
+        write_picture(result, Path(args.out), args.word)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        from egokit.methods.misalign_cli import summary_lines
+
+        print("\n".join(summary_lines(result, args.out)))
+    return 0
+
+
+def _cmd_misalign_eval(args: argparse.Namespace) -> int:
+    from egokit import load
+    from egokit.methods.misalign_eval import evaluate
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    metrics = evaluate(load(args.model, device=args.device), seed=args.seed, n=args.n, eps=args.eps,
+                       layers=args.layers, captum=not args.no_captum)
+    if args.json:
+        emit_json(metrics)
+    else:
+        for k, v in metrics.items():
+            print(f"{k:>24}: {v}")
+    return 0
+
+
+def _cmd_zoo_eval(args: argparse.Namespace) -> int:
+    from egokit.zoo.eval import run
+
+    metrics = run(args)
+    if args.json:
+        emit_json(metrics)
+    else:
+        for k, v in sorted(metrics.items()):
+            print(f"{k:>40}: {v}")
+    return 0
+
+
+def _cmd_zoo_train(args: argparse.Namespace) -> int:
+    from egokit.zoo.train import run
+
+    print(f"egokit zoo train: wrote {run(args)}")
+    return 0
+
+
+def _cmd_lorsu_eval(args: argparse.Namespace) -> int:
+    from egokit.methods.lorsu_cli import run_eval
+
+    metrics = run_eval(model=args.model, device=args.device, shots=args.shots, seed=args.seed, quick=args.quick,
+                       out=args.out, picture=args.picture, threads=args.threads)
+    if args.json:
+        emit_json(metrics)
+    else:
+        from egokit.methods.lorsu_cli import summary_lines
+
+        print("\n".join(summary_lines(metrics)))
+    return 0
+
+
 def _cmd_explore(args: argparse.Namespace) -> int:
     from egokit import load
     from egokit.data.images import load_image
@@ -88,6 +163,56 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         if args.out:
             print(f"picture written to {args.out}")
     return 0
+
+
+def _cmd_ego_eval(args: argparse.Namespace) -> int:
+    from egokit.methods.ego_cli import run_eval
+
+    metrics = run_eval(args)
+    if args.json:
+        emit_json(metrics)
+    else:
+        from egokit.methods.ego_cli import summary_lines
+
+        print("\n".join(summary_lines(metrics)))
+    return 0
+
+
+def _cmd_ego_remember(args: argparse.Namespace) -> int:
+    from egokit.methods.ego_cli import run_remember
+
+    out = run_remember(args)
+    if args.json:
+        emit_json(out)
+    else:
+        m = out["memory"]
+        print(f"remembered {m['name']!r}: {m['tokens']} tokens ({m['bytes']} bytes), keywords: "
+              f"{' '.join(m['keywords'])}; bank {out['bank']} holds {', '.join(out['concepts'])}")
+    return 0
+
+
+def _cmd_ego_ask(args: argparse.Namespace) -> int:
+    from egokit.methods.ego_cli import run_ask
+
+    out = run_ask(args)
+    if args.json:
+        emit_json(out)
+    else:
+        print(out["text"])
+    return 0
+
+
+def _cmd_sa2vp_eval(args: argparse.Namespace) -> int:
+    from egokit.methods.sa2vp_cli import run_eval, summary_lines
+
+    result = run_eval(model=args.model, device=args.device, seed=args.seed, epochs=args.epochs, quick=args.quick,
+                      out=args.out, picture=args.picture, threads=args.threads)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        print("\n".join(summary_lines(result)))
+    return 0
+
 
 # ---------------------------------------------------------------------------------------------- parser
 
@@ -126,6 +251,63 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_cmd_bench_capture)
 
+    p = sub.add_parser("misalign", help="CLIP4DM: which caption words do not match the image")
+    msub = p.add_subparsers(dest="misalign_command", metavar="ACTION")
+    q = msub.add_parser("score", help="per-word misalignment of a caption against an image")
+    q.add_argument("image", help="image file")
+    q.add_argument("caption", help="the caption to check (quote it)")
+    q.add_argument("--model", default="micro-clip", help="micro zoo name, local folder or hub id of a CLIP/SigLIP")
+    q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    q.add_argument("--layers", type=int, default=None,
+                   help="last text layers to attribute (default: the model's calibrated number, else 3)")
+    q.add_argument("--eps", type=float, default=None, help="flag words scoring below this (default: calibrated)")
+    q.add_argument("--variant", default="signed",
+                   choices=["signed", "clamped", "positive_only", "chefer", "captum"])
+    q.add_argument("--template", default=None, help='text before the caption (default: "A photo depicts ")')
+    q.add_argument("--truncate", action="store_true", help="cut an over-long caption instead of failing")
+    q.add_argument("--out", default=None, help="write a PNG: the image with a word's heatmap over the caption")
+    q.add_argument("--word", default=None, help="the word whose heatmap --out shows (default: most negative)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_misalign_score)
+    q = msub.add_parser("eval", help="localisation accuracy, AP and speed on ShapesWorld foils (test split)")
+    q.add_argument("--model", default="micro-clip")
+    q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    q.add_argument("--seed", type=int, default=0, help="ShapesWorld seed (test split; ε from the val split)")
+    q.add_argument("--n", type=int, default=200, help="scenes (foil pairs and multi-error captions)")
+    q.add_argument("--eps", type=float, default=None, help="use this eps instead of calibrating it")
+    q.add_argument("--layers", type=int, default=None,
+                   help="last text layers to attribute (default: calibrated on the validation split)")
+    q.add_argument("--no-captum", action="store_true", help="skip the (slower) captum baseline")
+    q.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_misalign_eval)
+
+    p = sub.add_parser("zoo", help="the micro zoo: train and evaluate the shipped micro models")
+    zsub = p.add_subparsers(dest="zoo_command", metavar="ACTION")
+    q = zsub.add_parser("eval", help="metrics of micro-clip and micro-vlm on the ShapesWorld test split")
+    from egokit.zoo.eval import add_arguments as _zoo_eval_arguments
+    _zoo_eval_arguments(q)
+    q.set_defaults(func=_cmd_zoo_eval)
+    q = zsub.add_parser("train", help="train a micro model (same as python -m egokit.zoo.train)")
+    from egokit.zoo.train import add_arguments as _zoo_train_arguments
+    _zoo_train_arguments(q)
+    q.set_defaults(func=_cmd_zoo_train)
+
+    p = sub.add_parser("lorsu", help="LoRSU: sparse structured updates of an imperfect CLIP vision encoder")
+    lsub = p.add_subparsers(dest="lorsu_command", metavar="ACTION")
+    q = lsub.add_parser("eval", help="continual few-shot sessions on held-out ShapesWorld attributes: TI, CC, cost")
+    q.add_argument("--model", default="micro-clip", help="micro zoo name, local folder or hub id of a CLIP")
+    q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    q.add_argument("--shots", type=int, default=5, help="training images per class and session")
+    q.add_argument("--seed", type=int, default=1, help="seed of the few shots, test images and initialisation")
+    q.add_argument("--quick", action="store_true", help="a fast smoke run (few epochs and test images)")
+    q.add_argument("--out", default=None, help="save the full result (.safetensors) here")
+    q.add_argument("--picture", default=None, help="write the summary picture (PNG) here")
+    q.add_argument("--threads", type=int, default=1, help="CPU threads (small models run fastest on one; 0: torch's default)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_lorsu_eval)
+
 
     p = sub.add_parser("explore", help="where each generated word looks: attention, rollout, gradient x attention")
     p.add_argument("image", help="image file")
@@ -138,7 +320,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_explore)
 
+    p = sub.add_parser("ego", help="Ego: personal concepts as a few attention-selected visual tokens")
+    esub = p.add_subparsers(dest="ego_command", metavar="ACTION")
+    q = esub.add_parser("eval", help="Ego vs its baselines on held-out ShapesWorld concepts (F1, precision, size, speed)")
+    q.add_argument("--model", default="micro-vlm", help="micro zoo name, local folder or hub id of a VLM")
+    q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    q.add_argument("--seed", type=int, default=0, help="which held-out concepts, names and query scenes")
+    q.add_argument("--concepts", type=int, default=16, help="held-out concepts to evaluate")
+    q.add_argument("--budget", type=_ego_budget, default=0.2, help="tokens kept per view: a share (0.2) or a count (13)")
+    q.add_argument("--threads", type=int, default=1, help="CPU threads (small models run fastest on one; 0: torch's default)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_ego_eval)
+    q = esub.add_parser("remember", help="add a concept (from reference images) to a memory bank file")
+    q.add_argument("images", nargs="+", help="reference image file(s) of the concept")
+    q.add_argument("name", help="the concept's name (one word)")
+    q.add_argument("--bank", required=True, help="memory bank file (created if missing)")
+    q.add_argument("--model", default="micro-vlm", help="micro zoo name, local folder or hub id of a VLM")
+    q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    q.add_argument("--budget", type=_ego_budget, default=0.2, help="tokens kept per view: a share or a count")
+    q.add_argument("--selection", default="ego", choices=["ego", "uniform", "random", "all", "keywords"])
+    q.add_argument("--keywords", default=None, help="use these words instead of the model's description (quote them)")
+    q.add_argument("--dynamic", action="store_true", help="budget from the model's coverage answer (capped)")
+    q.add_argument("--out", default=None, help="write a PNG of the kept tokens on each view")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_ego_remember)
+    q = esub.add_parser("ask", help="ask about an image (or frames) with a memory bank's concepts in context")
+    q.add_argument("images", nargs="+", help="image file, or several video frames")
+    q.add_argument("question", help="the question (quote it)")
+    q.add_argument("--bank", required=True, help="memory bank file written by `egokit ego remember`")
+    q.add_argument("--model", default="micro-vlm", help="micro zoo name, local folder or hub id of a VLM")
+    q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    q.add_argument("--max-new-tokens", type=int, default=24)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_ego_ask)
+
+    p = sub.add_parser("sa2vp", help="SA²VP: a spatially aligned visual prompt on a frozen ViT, vs VPT")
+    ssub = p.add_subparsers(dest="sa2vp_command", metavar="ACTION")
+    q = ssub.add_parser("eval", help="SA²VP vs VPT-deep, VPT-shallow and a linear probe on ShapesWorld tasks, ablations")
+    q.add_argument("--model", default="micro-clip", help="micro zoo name, local folder or hub id of a CLIP/SigLIP/ViT")
+    q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    q.add_argument("--seed", type=int, default=0, help="data and training seed (test images: seed + 1000)")
+    q.add_argument("--epochs", type=int, default=None, help="training epochs of the prompt methods")
+    q.add_argument("--quick", action="store_true", help="a fast smoke run (tiny data sets, one epoch)")
+    q.add_argument("--threads", type=int, default=None, help="CPU threads for torch (1 is fastest on a busy machine)")
+    q.add_argument("--out", default=None, help="save the full result (.safetensors) here")
+    q.add_argument("--picture", default=None, help="write the summary picture (PNG) here")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_sa2vp_eval)
+
     return parser
+
+
+def _ego_budget(text: str) -> int | float:
+    from egokit.methods.ego_cli import budget_arg
+
+    return budget_arg(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,8 @@ from egokit.errors import EgokitError, InputError
 from egokit.files import write_text_atomic
 
 # Modules whose import registers more sections (each method module adds its own).
+# The methods' sections (egokit.methods.{misalign,ego,lorsu,pixel,sa2vp}_tour) join this list when the
+# micro models they run on ship in the package; until then the tour would only show their errors.
 SECTION_MODULES: list[str] = []
 
 

@@ -1,0 +1,266 @@
+"""What every continual-learning method here shares: session data, the CLIP contrastive loss against
+class-name captions, the mean session gradient, and one training loop (Adam) with honest accounting of
+trainable parameters, optimizer memory and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from egokit.errors import InputError
+
+
+@dataclass
+class SessionData:
+    """The few-shot data of one session: images, their class, and one caption per class.
+
+    pixel_values: (N, 3, H, W) float, as the model's image processor makes them.
+    labels:       (N,) long, index into `class_texts`.
+    class_texts:  the caption of each class ("a photo of a pink object .").
+    text_inputs:  the tokenized `class_texts` (`input_ids`, `attention_mask`).
+    name:         a label for reports ("pink").
+    text_embeddings: optional cached L2-normalised class-caption embeddings (C, D). Every method here keeps
+                  the text side frozen, so they may be computed once (`class_embeddings(clip, data, cache=True)`).
+    """
+
+    pixel_values: torch.Tensor
+    labels: torch.Tensor
+    class_texts: list[str]
+    text_inputs: dict[str, torch.Tensor]
+    name: str = ""
+    text_embeddings: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.pixel_values.ndim != 4 or self.pixel_values.shape[0] == 0:
+            raise InputError(f"pixel_values must be (N, 3, H, W) with N >= 1, got {tuple(self.pixel_values.shape)}")
+        if self.labels.shape != (self.pixel_values.shape[0],):
+            raise InputError(f"need one label per image: {self.labels.shape[0]} labels for "
+                             f"{self.pixel_values.shape[0]} images")
+        if int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.class_texts):
+            raise InputError(f"labels must index class_texts (0..{len(self.class_texts) - 1})")
+
+    def __len__(self) -> int:
+        return int(self.pixel_values.shape[0])
+
+    @classmethod
+    def from_images(cls, processor: Any, images: Sequence[Any], labels: Sequence[int],
+                    class_texts: Sequence[str], name: str = "") -> SessionData:
+        """Build session data with a CLIP processor from images (arrays or PIL) and integer labels."""
+        if len(images) != len(labels):
+            raise InputError(f"{len(images)} images but {len(labels)} labels")
+        if not class_texts:
+            raise InputError("class_texts is empty: give one caption per class")
+        pixels = processor(images=list(images), return_tensors="pt")["pixel_values"]
+        text = processor.tokenizer(list(class_texts), padding=True, return_tensors="pt")
+        return cls(pixel_values=pixels.float(), labels=torch.as_tensor(list(labels), dtype=torch.long),
+                   class_texts=list(class_texts),
+                   text_inputs={k: v for k, v in text.items() if k in ("input_ids", "attention_mask")}, name=name)
+
+
+# ---------------------------------------------------------------------------------------------- model parts
+
+
+def clip_of(model: Any) -> nn.Module:
+    """The `CLIPModel` inside `model` (a `CLIPModel` or a `LoadedModel`)."""
+    inner = getattr(model, "model", model)
+    if not (hasattr(inner, "vision_model") and hasattr(inner, "get_image_features")
+            and hasattr(inner, "get_text_features")):
+        raise InputError(f"LoRSU needs a CLIP-style dual encoder (vision_model + text model), got "
+                         f"{type(inner).__name__}; load one with egokit.load('micro-clip') or a CLIP checkpoint")
+    return inner
+
+
+def vision_blocks(clip: nn.Module) -> list[nn.Module]:
+    """The transformer blocks of the vision encoder (each with `self_attn` and `mlp.fc1`)."""
+    layers = getattr(getattr(clip.vision_model, "encoder", None), "layers", None)
+    if layers is None:
+        raise InputError(f"cannot find the vision encoder's blocks in {type(clip).__name__}")
+    return list(layers)
+
+
+def vision_parameters(clip: nn.Module) -> list[nn.Parameter]:
+    """Every parameter of the vision side: the vision tower and the visual projection."""
+    params = list(clip.vision_model.parameters())
+    proj = getattr(clip, "visual_projection", None)
+    if proj is not None:
+        params += list(proj.parameters())
+    return params
+
+
+@contextlib.contextmanager
+def trainable_only(model: nn.Module, params: Sequence[nn.Parameter]) -> Iterator[None]:
+    """Inside the block, only `params` require gradients; flags and train/eval mode are restored after."""
+    saved = {id(p): p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    keep = {id(p) for p in params}
+    try:
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
+        for p in params:  # wrappers' own parameters may not be registered yet when flags were saved
+            p.requires_grad_(True)
+        yield
+    finally:
+        for p in model.parameters():
+            if id(p) in saved:
+                p.requires_grad_(saved[id(p)])
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------------- loss
+
+
+@torch.no_grad()
+def class_embeddings(clip: nn.Module, data: SessionData, cache: bool = False) -> torch.Tensor:
+    """L2-normalised text embeddings of the session's class captions (the text side is frozen).
+
+    Uses `data.text_embeddings` when set; `cache=True` stores the result there."""
+    dev = next(clip.parameters()).device
+    if data.text_embeddings is not None:
+        return data.text_embeddings.to(dev)
+    out = clip.get_text_features(**{k: v.to(dev) for k, v in data.text_inputs.items()})
+    emb = F.normalize((out.pooler_output if hasattr(out, "pooler_output") else out).float(), dim=-1)
+    if cache:
+        data.text_embeddings = emb
+    return emb
+
+
+def image_embeddings(clip: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """L2-normalised image embeddings (with gradients when enabled)."""
+    dev = next(clip.parameters()).device
+    dtype = next(clip.vision_model.parameters()).dtype
+    out = clip.get_image_features(pixel_values=pixel_values.to(dev, dtype))
+    emb = out.pooler_output if hasattr(out, "pooler_output") else out
+    return F.normalize(emb.float(), dim=-1)
+
+
+def contrastive_loss(clip: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
+                     text_emb: torch.Tensor) -> torch.Tensor:
+    """The symmetric CLIP loss between images and their class captions.
+
+    Image → text: cross-entropy over the session's class captions. Text → image: for every class present
+    in the batch, cross-entropy over the batch's images with the target spread evenly over that class's
+    images. Logits use the model's own (frozen) temperature.
+    """
+    img = image_embeddings(clip, pixel_values)
+    scale = clip.logit_scale.exp().clamp(max=100.0).float() if hasattr(clip, "logit_scale") else 100.0
+    logits = scale * img @ text_emb.t()  # (B, C)
+    labels = labels.to(logits.device)
+    i2t = F.cross_entropy(logits, labels)
+    present = torch.unique(labels)
+    onehot = (labels[:, None] == present[None, :]).float()  # (B, P)
+    t2i = -(F.log_softmax(logits[:, present], dim=0) * onehot / onehot.sum(0, keepdim=True)).sum(0).mean()
+    return 0.5 * (i2t + t2i)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Index batches over n items (shuffled when a generator is given)."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def mean_gradients(clip: nn.Module, data: SessionData, params: dict[str, nn.Parameter],
+                   batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """The mean gradient of `contrastive_loss` over the session's data, for each named parameter."""
+    text_emb = class_embeddings(clip, data)
+    total = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
+    with trainable_only(clip, list(params.values())):
+        for idx in batches(len(data), batch_size):
+            for p in params.values():
+                p.grad = None
+            loss = contrastive_loss(clip, data.pixel_values[idx], data.labels[idx], text_emb)
+            loss.backward()
+            for k, p in params.items():
+                if p.grad is not None:
+                    total[k] += p.grad.float() * len(idx)
+        for p in params.values():
+            p.grad = None
+    return {k: v / len(data) for k, v in total.items()}
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainStats:
+    """What one session's training cost: losses per epoch, trainable parameters and optimizer memory."""
+
+    losses: list[float] = field(default_factory=list)
+    trainable_params: int = 0
+    optimizer_bytes: int = 0
+
+
+def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
+    """Bytes held by the optimizer's state tensors (Adam: two moments per trainable entry, plus steps)."""
+    total = 0
+    for state in opt.state.values():
+        for v in state.values():
+            if torch.is_tensor(v):
+                total += v.numel() * v.element_size()
+    return total
+
+
+def train(clip: nn.Module, data: SessionData, params: Sequence[nn.Parameter], *, epochs: int, lr: float,
+          batch_size: int = 32, seed: int = 0, grad_hook: Any = None, progress: bool = False) -> TrainStats:
+    """Adam on `params` only (everything else frozen) for `epochs` passes over the session's data.
+
+    grad_hook: optional callable run after each backward pass (before the step), e.g. to mask gradients.
+    """
+    params = [p for p in params]
+    if not params:
+        raise InputError("nothing to train: the method chose no parameters")
+    if epochs < 0 or lr <= 0:
+        raise InputError(f"need epochs >= 0 and lr > 0, got epochs={epochs}, lr={lr}")
+    text_emb = class_embeddings(clip, data)
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(int(seed))
+    stats = TrainStats(trainable_params=int(sum(p.numel() for p in params)))
+    epochs_iter: Any = range(epochs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs_iter = tqdm(epochs_iter, desc=data.name or "session", leave=False)
+    with trainable_only(clip, params):
+        clip.train()
+        for _ in epochs_iter:
+            seen, total = 0, 0.0
+            for idx in batches(len(data), batch_size, gen):
+                loss = contrastive_loss(clip, data.pixel_values[idx], data.labels[idx], text_emb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_hook is not None:
+                    grad_hook()
+                opt.step()
+                seen += len(idx)
+                total += float(loss.detach()) * len(idx)
+            stats.losses.append(total / max(seen, 1))
+    stats.optimizer_bytes = optimizer_state_bytes(opt)
+    for p in params:
+        p.grad = None
+    return stats
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy of (N, C) logits."""
+    if labels.numel() == 0:
+        return float("nan")
+    return float((logits.argmax(-1).cpu() == labels.cpu()).float().mean())
+
+
+def to_numpy_images(images: Sequence[Any]) -> list[np.ndarray]:
+    """Images as uint8 arrays (what the processor is fed)."""
+    return [np.asarray(im, dtype=np.uint8) for im in images]
+
+
+__all__ = [
+    "SessionData", "TrainStats", "accuracy", "batches", "class_embeddings", "clip_of", "contrastive_loss",
+    "image_embeddings", "mean_gradients", "optimizer_state_bytes", "train", "trainable_only", "vision_blocks",
+    "vision_parameters",
+]

@@ -1,0 +1,242 @@
+"""`MisalignmentResult`: what `egokit.misalign.score` returns, and how it is saved and shown.
+
+Flagged words, phrases, the most negative word and F-CLIPScore are derived from the per-word scores and
+ε on the fly, so `with_eps(eps)` re-flags without touching the model (the widget's ε slider uses it).
+
+Files: one ``.safetensors`` file holds the tensors (word and token scores, heatmaps, patch boxes, the
+image as uint8) and, in its metadata, a JSON document with everything else. Written atomically (a temp
+file in the same folder, then a rename); read back without pickle. A damaged or foreign file raises
+`MemoryFileError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from egokit.errors import MemoryFileError
+from egokit.methods.misalign_words import eligible_mask, flag_below, most_negative, phrases
+from egokit.viz.png import ReprPNG
+
+FILE_KIND = "egokit.misalignment"
+FILE_VERSION = 1
+
+
+@dataclass(repr=False)
+class MisalignmentResult(ReprPNG):
+    """Per-word misalignment of one caption against one image.
+
+    caption:       the caption (template excluded; cut to the encoder's limit if truncated).
+    words:         its whitespace-separated words; `scores[i]` is word i's attribution r_i (mean over
+                   its sub-word tokens). Negative: the word lowers the image–caption similarity.
+    similarity:    s = cos(image embedding, text embedding of template + caption).
+    eps:           words with r < eps are flagged (the multi-error rule).
+    variant:       "signed" (CLIP4DM), "clamped", "positive_only", "chefer" or "captum".
+    template:      the text put in front of the caption ("" for none).
+    layers:        the text layers attributed (gradient × attention variants).
+    tokens, token_scores, token_word: the prompt's tokens, their scores and the word each belongs to
+                   (-1: template, special or padding token).
+    heatmaps:      (n_words, N) signed map per word over the N patch tokens, or None; `boxes` (N, 4) are
+                   the patches' pixel boxes (x0, y0, x1, y1) in `image`, `grid` their (rows, cols).
+    image:         (H, W, 3) uint8 image the caption was scored against (None if not kept).
+    dropped_words: words cut off to fit the text encoder (only with truncate=True).
+    """
+
+    caption: str
+    words: list[str]
+    scores: torch.Tensor
+    similarity: float
+    eps: float
+    variant: str = "signed"
+    template: str = ""
+    layers: list[int] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    token_scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    token_word: list[int] = field(default_factory=list)
+    heatmaps: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    grid: tuple[int, int] | None = None
+    image: np.ndarray | None = None
+    dropped_words: list[str] = field(default_factory=list)
+    model_name: str = ""
+
+    # -- derived -------------------------------------------------------------------------------------
+    @property
+    def eligible(self) -> list[bool]:
+        """Words that may be flagged (content words with a score; punctuation never is)."""
+        return eligible_mask(self.words, self.scores).tolist()
+
+    @property
+    def flagged(self) -> list[int]:
+        """Indices of the words with score < eps."""
+        return flag_below(self.scores, eligible_mask(self.words, self.scores), self.eps)
+
+    @property
+    def flagged_words(self) -> list[str]:
+        return [self.words[i] for i in self.flagged]
+
+    @property
+    def phrases(self) -> list[dict[str, Any]]:
+        """Runs of adjacent flagged words: ``{"start", "end", "text"}`` (end exclusive)."""
+        return phrases(self.flagged, self.words)
+
+    @property
+    def most_negative(self) -> int | None:
+        """Index of the lowest-scoring word (the single-foil answer)."""
+        return most_negative(self.scores, eligible_mask(self.words, self.scores))
+
+    @property
+    def clipscore(self) -> float:
+        """CLIPScore = 2.5 · max(s, 0)."""
+        return 2.5 * max(self.similarity, 0.0)
+
+    @property
+    def fclipscore(self) -> float:
+        """F-CLIPScore = (1 − s) · Σ over flagged words of r (≤ 0 for the signed variant; 0 = no misaligned word)."""
+        total = float(sum(float(self.scores[i]) for i in self.flagged))
+        return (1.0 - self.similarity) * total
+
+    def with_eps(self, eps: float) -> MisalignmentResult:
+        """The same scores flagged at another ε (no model call)."""
+        return replace(self, eps=float(eps))
+
+    def word_scores(self) -> dict[str, float]:
+        """{word: score}; a repeated word keeps its first occurrence's score."""
+        out: dict[str, float] = {}
+        for w, s in zip(self.words, self.scores.tolist()):
+            out.setdefault(w, s)
+        return out
+
+    # -- display -------------------------------------------------------------------------------------
+    def to_image(self, word: int | str | None = None) -> Image.Image:
+        """The image with a word's heatmap (default: the most negative word) over the coloured caption."""
+        from egokit.methods.misalign_render import result_picture
+
+        return result_picture(self, word)
+
+    def heatmap_image(self, word: int | str | None = None) -> Image.Image:
+        """The image with one word's heatmap (by index or text)."""
+        from egokit.methods.misalign_render import heatmap_picture
+
+        return heatmap_picture(self, word)
+
+    def _repr_html_(self) -> str:
+        from egokit.methods.misalign_render import caption_html
+
+        return caption_html(self)
+
+    def __repr__(self) -> str:
+        marked = " ".join(f"[{w}]" if i in set(self.flagged) else w for i, w in enumerate(self.words))
+        return (f"MisalignmentResult({marked!r}, s={self.similarity:.3f}, F-CLIPScore={self.fclipscore:.3g}, "
+                f"variant={self.variant!r})")
+
+    # -- serialisation -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (no image, no heatmaps)."""
+        return {
+            "caption": self.caption,
+            "template": self.template,
+            "words": list(self.words),
+            "scores": [None if np.isnan(s) else s for s in self.scores.tolist()],
+            "flagged": self.flagged,
+            "flagged_words": self.flagged_words,
+            "phrases": self.phrases,
+            "most_negative": self.most_negative,
+            "most_negative_word": None if self.most_negative is None else self.words[self.most_negative],
+            "similarity": self.similarity,
+            "clipscore": self.clipscore,
+            "fclipscore": self.fclipscore,
+            "eps": self.eps,
+            "variant": self.variant,
+            "layers": list(self.layers),
+            "dropped_words": list(self.dropped_words),
+            "model": self.model_name,
+        }
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "kind": FILE_KIND, "version": FILE_VERSION, "caption": self.caption, "words": list(self.words),
+            "similarity": self.similarity, "eps": self.eps, "variant": self.variant, "template": self.template,
+            "layers": list(self.layers), "tokens": list(self.tokens), "token_word": list(self.token_word),
+            "grid": None if self.grid is None else list(self.grid), "dropped_words": list(self.dropped_words),
+            "model_name": self.model_name,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the result to one .safetensors file (tensors + JSON metadata), atomically."""
+        from safetensors.torch import save
+
+        path = Path(path)
+        tensors = {"scores": self.scores.float().contiguous(), "token_scores": self.token_scores.float().contiguous()}
+        if self.heatmaps is not None:
+            tensors["heatmaps"] = self.heatmaps.float().contiguous()
+        if self.boxes is not None:
+            tensors["boxes"] = self.boxes.float().contiguous()
+        if self.image is not None:
+            tensors["image"] = torch.from_numpy(np.array(self.image, dtype=np.uint8, copy=True))
+        data = save(tensors, metadata={"egokit": json.dumps(self._meta())})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MisalignmentResult:
+        """Read a file written by `save` (no pickle). Raises `MemoryFileError` for a damaged or foreign file."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise MemoryFileError(f"{path} does not exist or is not a file")
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = json.loads((fh.metadata() or {}).get("egokit", "null"))
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        except MemoryFileError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any decoding failure means a damaged file
+            raise MemoryFileError(f"{path} is not a readable misalignment result ({type(e).__name__}: {e}); "
+                                  "re-create it with MisalignmentResult.save") from None
+        if not isinstance(meta, dict) or meta.get("kind") != FILE_KIND:
+            raise MemoryFileError(f"{path} is a safetensors file but not a misalignment result")
+        if meta.get("version") != FILE_VERSION:
+            raise MemoryFileError(f"{path} has format version {meta.get('version')}; this kit reads {FILE_VERSION}")
+        try:
+            words = [str(w) for w in meta["words"]]
+            scores = tensors["scores"]
+            if scores.shape != (len(words),):
+                raise ValueError(f"{scores.shape[0] if scores.dim() else 0} scores for {len(words)} words")
+            heat = tensors.get("heatmaps")
+            if heat is not None and heat.shape[0] != len(words):
+                raise ValueError("one heatmap per word expected")
+            image = tensors.get("image")
+            return cls(
+                caption=str(meta["caption"]), words=words, scores=scores, similarity=float(meta["similarity"]),
+                eps=float(meta["eps"]), variant=str(meta["variant"]), template=str(meta["template"]),
+                layers=[int(x) for x in meta["layers"]], tokens=[str(t) for t in meta["tokens"]],
+                token_scores=tensors["token_scores"], token_word=[int(x) for x in meta["token_word"]],
+                heatmaps=heat, boxes=tensors.get("boxes"),
+                grid=None if meta.get("grid") is None else (int(meta["grid"][0]), int(meta["grid"][1])),
+                image=None if image is None else image.numpy(), dropped_words=list(meta.get("dropped_words", [])),
+                model_name=str(meta.get("model_name", "")),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise MemoryFileError(f"{path} is an inconsistent misalignment result ({e}); re-create it") from None
+
+
+__all__ = ["FILE_KIND", "FILE_VERSION", "MisalignmentResult"]

@@ -1,0 +1,149 @@
+"""Plumbing shared by the zoo recipes: devices, seeds, learning-rate schedule, resumable checkpoints,
+atomic files and the fp16 export of a trained model.
+
+A training state (`state.pt` in the run folder) holds model, heads and optimizer state dicts plus the
+step reached; it is written atomically every few minutes and read back with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_FILE = "state.pt"
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """`"auto"` → CUDA when present, else CPU; anything else is passed to `torch.device`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(device: torch.device, threads: int | None = None) -> None:
+    """Keep CPU training polite on small shared machines: at most 2 threads unless told otherwise."""
+    if device.type == "cpu":
+        torch.set_num_threads(threads or min(2, torch.get_num_threads()))
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, floor: float = 0.05) -> float:
+    """Linear warm-up to `peak`, then cosine decay to `floor * peak` at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
+    """Save a resumable training state atomically (tensors and plain Python values only)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".state.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(dict(state), tmp)
+        os.replace(tmp, run_dir / STATE_FILE)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_state(run_dir: Path, device: torch.device) -> dict[str, Any] | None:
+    """The saved training state of a run folder, or None when there is none."""
+    path = run_dir / STATE_FILE
+    if not path.exists():
+        return None
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's CPU generator state (CUDA's too when present), to resume a run bit for bit."""
+    out: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def export_fp16(model: torch.nn.Module, folder: Path, **save_kwargs: Any) -> None:
+    """`save_pretrained` a copy of `model` in float16 (safetensors) into `folder`."""
+    import copy
+
+    half = copy.deepcopy(model).to("cpu", dtype=torch.float16)
+    half.config.dtype = "float16"
+    half.save_pretrained(folder, safe_serialization=True, **save_kwargs)
+
+
+def folder_size(folder: Path) -> int:
+    """Total bytes of the files in a folder (recursively)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+class Every:
+    """True once every `seconds` of wall time (for periodic checkpoints)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last = time.monotonic()
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.seconds:
+            self.last = now
+            return True
+        return False
+
+
+def describe_device(device: torch.device) -> str:
+    """A short human description of where a run happened (for model cards)."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def same_recipe(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
+    """Whether a saved state belongs to this recipe. `steps` may differ: a run can be extended or cut
+    short on resume (the learning-rate schedule follows the new length from the step reached)."""
+    if saved is None:
+        return False
+    return {k: v for k, v in saved.items() if k != "steps"} == {k: v for k, v in current.items() if k != "steps"}

@@ -1,0 +1,84 @@
+"""Train a micro-zoo model: `python -m egokit.zoo.train clip|vlm [options]`.
+
+    python -m egokit.zoo.train clip                 # the shipped micro CLIP (egokit/zoo/micro-clip)
+    python -m egokit.zoo.train vlm                  # the shipped micro VLM (needs the micro CLIP)
+    python -m egokit.zoo.train clip --quick --out /tmp/clip   # seconds: a tiny model, for tests
+
+Runs are deterministic given `--seed` (same data stream, same initialisation; bit-identical on the same
+device and thread count). Progress goes to a tqdm bar; a resumable state is saved in `--run-dir` every
+few minutes, and `--resume` (the default) continues a killed run from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ZOO_DIR = Path(__file__).resolve().parent
+NAMES = {"clip": "micro-clip", "micro-clip": "micro-clip", "vlm": "micro-vlm", "micro-vlm": "micro-vlm"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m egokit.zoo.train", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The recipe options (shared with `egokit zoo train`)."""
+    p.add_argument("model", choices=sorted(NAMES), help="which micro model to train")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the recipe's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--quick", action="store_true", help="a tiny model for a few steps (seconds)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for the trained model (default: the shipped one)")
+    p.add_argument("--run-dir", default=None, help="folder for the resumable state (default: runs/<name>)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (1 is faster on a busy shared machine)")
+    p.add_argument("--clip", default=None, help="micro CLIP folder whose vision tower the VLM uses")
+    p.add_argument("--resume", dest="resume", action="store_true", default=True,
+                   help="continue from the run folder's state when it matches the recipe (default)")
+    p.add_argument("--no-resume", dest="resume", action="store_false", help="start from scratch")
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Train what `args` asks for; returns the folder written."""
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    name = NAMES[args.model]
+    out = Path(args.out) if args.out else ZOO_DIR / name
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
+    if name == "micro-clip":
+        from egokit.zoo.clip_recipe import ClipRecipe, train_clip
+
+        recipe = ClipRecipe.quick(args.seed) if args.quick else ClipRecipe(seed=args.seed)
+        _override(recipe, args)
+        return train_clip(recipe, out, run_dir, device=args.device, resume=args.resume)
+    from egokit.zoo.vlm_recipe import VlmRecipe, train_vlm
+
+    recipe = VlmRecipe.quick(args.seed) if args.quick else VlmRecipe(seed=args.seed)
+    _override(recipe, args)
+    clip = Path(args.clip) if args.clip else None
+    return train_vlm(recipe, out, run_dir, clip_dir=clip, device=args.device, resume=args.resume,
+                     quick=args.quick)
+
+
+def _override(recipe: object, args: argparse.Namespace) -> None:
+    if args.steps is not None:
+        recipe.steps = int(args.steps)  # type: ignore[attr-defined]
+    if args.batch is not None:
+        recipe.batch = int(args.batch)  # type: ignore[attr-defined]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = run(args)
+    print(f"wrote {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
