@@ -30,6 +30,7 @@ _LAZY = {
     "ego": "egokit.methods.ego",
     "misalign": "egokit.methods.misalign",
     "lorsu": "egokit.methods.lorsu",
+    "pixel": "egokit.methods.pixel",
     "sa2vp": "egokit.methods.sa2vp",
 }
 

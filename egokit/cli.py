@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_cmd_ego_ask)
 
+    from egokit.methods.pixel_cli import add_pixel_commands
+    add_pixel_commands(sub)
+
     p = sub.add_parser("sa2vp", help="SA²VP: a spatially aligned visual prompt on a frozen ViT, vs VPT")
     ssub = p.add_subparsers(dest="sa2vp_command", metavar="ACTION")
     q = ssub.add_parser("eval", help="SA²VP vs VPT-deep, VPT-shallow and a linear probe on ShapesWorld tasks, ablations")

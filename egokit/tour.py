@@ -32,9 +32,10 @@ from egokit.errors import EgokitError, InputError
 from egokit.files import write_text_atomic
 
 # Modules whose import registers more sections (each method module adds its own).
-# The methods' sections (egokit.methods.{misalign,ego,lorsu,pixel,sa2vp}_tour) join this list when the
-# micro models they run on ship in the package; until then the tour would only show their errors.
-SECTION_MODULES: list[str] = []
+# The sections of the methods that run on the micro VLM (egokit.methods.{ego,pixel}_tour) join this list
+# when that model ships in the package; until then the tour would only show their errors.
+SECTION_MODULES: list[str] = ["egokit.methods.misalign_tour", "egokit.methods.lorsu_tour",
+                              "egokit.methods.sa2vp_tour"]
 
 
 @dataclass

@@ -4,6 +4,8 @@ library, cache what it returns, and re-render on slider changes."""
 from egokit.widgets.ego import KeywordPicker, MemoryCompare, TokenHeatmap
 from egokit.widgets.explorer import AttentionExplorer
 from egokit.widgets.misalign import MisalignmentViewer
+from egokit.widgets.pixel import WordLocator
 
 __all__ = ["AttentionExplorer", "MisalignmentViewer"]
 __all__ += ["KeywordPicker", "MemoryCompare", "TokenHeatmap"]
+__all__ += ["WordLocator"]

@@ -13,7 +13,9 @@ Metrics:
   ``la_chefer``, ``la_captum`` for the variants; ``la_paper_layers`` with the paper's last 3 layers;
   ``chance_la`` = mean of 1/(eligible words).
 - ``ap_fclipscore`` / ``ap_clipscore``: pair level, original vs foil caption of the same image; average
-  precision of telling the foil apart by −F-CLIPScore (at ε) and by −CLIPScore. ``pair_accuracy``: how
+  precision of telling the foil apart by −F-CLIPScore and by −CLIPScore. As in the paper's FOIL setting
+  (single-error data), F-CLIPScore here uses the most negative word (`fclipscore_most_negative`);
+  ``ap_fclipscore_eps`` uses the threshold rule (Σ of words below ε) instead. ``pair_accuracy``: how
   often the true caption is more similar to the image than its foil (how well the model itself sees
   the swap; localisation cannot do much better than the model's own sensitivity).
 - ``multi_error.{precision,recall,f1}``: word level over multi-error captions, flagged = r < ε.
@@ -262,7 +264,8 @@ def evaluate(model: Any = "micro-clip", *, seed: int = 0, n: int = 200, eps: flo
 
     signed = res["signed"]
     labels = [1] * len(data) + [0] * len(data)
-    out["ap_fclipscore"] = average_precision(labels, [-r.fclipscore for r in signed])
+    out["ap_fclipscore"] = average_precision(labels, [-r.fclipscore_most_negative for r in signed])
+    out["ap_fclipscore_eps"] = average_precision(labels, [-r.fclipscore for r in signed])
     out["ap_clipscore"] = average_precision(labels, [-r.clipscore for r in signed])
     pair = [o.similarity > f.similarity for f, o in zip(signed[: len(data)], signed[len(data):])]
     out["pair_accuracy"] = float(np.mean(pair))

@@ -100,9 +100,17 @@ class MisalignmentResult(ReprPNG):
 
     @property
     def fclipscore(self) -> float:
-        """F-CLIPScore = (1 − s) · Σ over flagged words of r (≤ 0 for the signed variant; 0 = no misaligned word)."""
+        """F-CLIPScore for multi-error captions: (1 − max(s, 0)) · Σ over flagged words (r < ε) of r; ≤ 0, and
+        0 when no word is flagged. (1 − max(s, 0)) = 1 − CLIPScore / 2.5, as in the official code.)"""
         total = float(sum(float(self.scores[i]) for i in self.flagged))
-        return (1.0 - self.similarity) * total
+        return (1.0 - max(self.similarity, 0.0)) * total
+
+    @property
+    def fclipscore_most_negative(self) -> float:
+        """F-CLIPScore for single-error captions (the paper's FOIL setting): (1 − max(s, 0)) · r of the most
+        negative word (no threshold, so every caption gets a graded score)."""
+        i = self.most_negative
+        return 0.0 if i is None else (1.0 - max(self.similarity, 0.0)) * float(self.scores[i])
 
     def with_eps(self, eps: float) -> MisalignmentResult:
         """The same scores flagged at another ε (no model call)."""
@@ -154,6 +162,7 @@ class MisalignmentResult(ReprPNG):
             "similarity": self.similarity,
             "clipscore": self.clipscore,
             "fclipscore": self.fclipscore,
+            "fclipscore_most_negative": self.fclipscore_most_negative,
             "eps": self.eps,
             "variant": self.variant,
             "layers": list(self.layers),

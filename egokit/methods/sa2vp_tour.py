@@ -32,7 +32,7 @@ def tour_settings(seed: int) -> Any:
     """The reduced settings the tour runs (documented in the section's text)."""
     from egokit.methods.sa2vp_eval import EvalSettings
 
-    return EvalSettings(seed=seed, epochs=2, n_train=1000, n_test=200, tasks=(TOUR_TASK,), ablations=False,
+    return EvalSettings(seed=seed, epochs=4, n_train=800, n_test=200, tasks=(TOUR_TASK,), ablations=False,
                         n_maps=8)
 
 

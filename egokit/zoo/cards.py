@@ -25,14 +25,19 @@ The train split of `ShapesWorld(seed={world_seed}, holdout="default")`, generate
 scenes (1–3 objects) and personal-concept scenes (two-tone objects with marks, queries and reference
 views of the train partition of concept identities). H = ShapesWorld's documented default holdout:
 {holdout}. The model never saw a pink object or a hexagon (new values), a purple triangle or an orange
-striped object (new combinations). Its zero-shot accuracy on H values is near chance: the imperfect
-encoder the LoRSU method has to fix.
+striped object (new combinations): the imperfect encoder the LoRSU method has to fix. The words of H
+values are in the vocabulary, and their prompts take part in the prompt loss as candidates that are
+never true (no training image shows them), so an H image goes to the nearest value the model knows (a
+pink object is called red or purple): its zero-shot accuracy on H values is at or below chance (the
+table below), not above it by default.
 
 Texts: full captions (sometimes after "a photo depicts", CLIP4DM's prefix) or short one-object
 descriptions; contrastive targets mark every image a text is true of. Zero-shot prompt templates:
 `a photo of a {{color}} object .`, `a photo of a {{shape}} .`, `a photo of a {{pattern}} object .`
 
-Losses: symmetric InfoNCE with multi-positive targets + a dense auxiliary loss (linear heads on the
+Losses: symmetric InfoNCE with multi-positive targets + an attribute-prompt loss (each image against
+the zero-shot prompts of every colour, shape and pattern; the values its objects show are the targets)
++ a dense auxiliary loss (linear heads on the
 patch tokens of vision layers {dense_layers} predict the shape, colour, pattern and mark under each
 patch; the heads are dropped at save time). It keeps patch tokens local.
 """
@@ -95,7 +100,7 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     rows = [(k, v) for k, v in sorted(metrics.items()) if k.startswith(prefix)]
     command = f"python -m egokit.zoo.train {kind} --seed {recipe['seed']}"
     if kind == "clip":
-        body = _CLIP_BODY.format(holdout=_holdout_text(recipe.get("holdout")), **recipe)
+        body = _CLIP_BODY.format(**{**recipe, "holdout": _holdout_text(recipe.get("holdout"))})
         title = "micro-clip: a CLIP trained on ShapesWorld"
     else:
         body = _VLM_BODY.format(vision_layers=config["vision_config"]["num_hidden_layers"], **recipe)

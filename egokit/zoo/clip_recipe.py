@@ -9,8 +9,9 @@ views, from the whole train partition of concept identities), so marks and two-t
 Texts: full captions or short one-object descriptions (`clip_texts`), with multi-positive targets.
 
 Losses: the symmetric contrastive loss with soft targets over every true (image, text) pair; an
-attribute-prompt loss (each image against the zero-shot prompts of every colour, shape and pattern it
-may see, all values its objects show being targets; held-out values are never in any text); and a
+attribute-prompt loss (each image against the zero-shot prompts of every colour, shape and pattern, all
+values its objects show being targets; held-out values are candidates, never targets, and appear in no
+other text); and a
 dense auxiliary loss: linear heads read each patch token of vision layers `DENSE_LAYERS` and predict
 the shape, colour, pattern and mark under that patch (`patch_targets`). It keeps patch tokens local
 and teaches the encoder colours and marks fast. The heads are training-only and not saved.
@@ -63,7 +64,7 @@ class ClipRecipe:
     text_max: int = 64
     dense_layers: tuple[int, ...] = (2, 4)
     dense_weight: float = 1.0
-    prompt_weight: float = 0.5
+    prompt_weight: float = 1.0
     concept_share: float = 0.3
     world_seed: int = WORLD_SEED
     holdout: dict[str, Any] = field(default_factory=DEFAULT_HOLDOUT.to_dict)
@@ -202,9 +203,10 @@ class ClipData:
         self.recipe = recipe
         self.world = ShapesWorld(seed=recipe.world_seed, split="train", holdout=recipe.holdout)
         self.concepts = split_concepts(self.world)
-        held = self.world.holdout.values if self.world.holdout is not None else frozenset()
-        #: attribute → the values the model may see (held-out values never appear in any text)
-        self.prompt_values = {attr: [v for v in values if v not in held]
+        #: attribute → the candidate values of the prompt loss. Held-out values are candidates too but
+        #: never a target (no training image shows one): the model learns their words name nothing it
+        #: has seen, instead of leaving an untrained prompt that wins whenever no trained one fits.
+        self.prompt_values = {attr: list(values)
                               for attr, values in (("color", COLORS), ("shape", SHAPES), ("pattern", PATTERNS))}
 
     def prompt_targets(self, scenes: list) -> dict[str, np.ndarray]:

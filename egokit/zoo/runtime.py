@@ -1,7 +1,7 @@
 """Plumbing shared by the zoo recipes: devices, seeds, learning-rate schedule, resumable checkpoints,
 atomic files and the fp16 export of a trained model.
 
-A training state (`state.pt` in the run folder) holds model, heads and optimizer state dicts plus the
+A training state (`state.safetensors` in the run folder, no pickle) holds model, heads and optimizer state dicts plus the
 step reached; it is written atomically every few minutes and read back with `weights_only=True`.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-STATE_FILE = "state.pt"
+STATE_FILE = "state.safetensors"
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -70,12 +70,17 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
-    """Save a resumable training state atomically (tensors and plain Python values only)."""
+    """Save a resumable training state atomically: its tensors in safetensors, the nested structure
+    around them (dicts, lists, numbers, strings) as JSON in the file's metadata. No pickle."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(dict(state), tensors)
     run_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".state.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(dict(state), tmp)
+        save_file(tensors, tmp, metadata={"egokit.state": json.dumps(skeleton)})
         os.replace(tmp, run_dir / STATE_FILE)
     except BaseException:
         if os.path.exists(tmp):
@@ -85,10 +90,39 @@ def save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
 
 def load_state(run_dir: Path, device: torch.device) -> dict[str, Any] | None:
     """The saved training state of a run folder, or None when there is none."""
+    from safetensors import safe_open
+
     path = run_dir / STATE_FILE
     if not path.exists():
         return None
-    return torch.load(path, map_location=device, weights_only=True)
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        skeleton = json.loads(f.metadata()["egokit.state"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return _unflatten(skeleton, tensors)
+
+
+def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """JSON-able copy of `obj` with each tensor moved into `tensors` and replaced by its key."""
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().contiguous().cpu()
+        return {"__tensor__": key}
+    if isinstance(obj, Mapping):
+        # JSON keys are strings: remember int keys (optimizer state is keyed by parameter index)
+        return {"__dict__": [[k, _flatten(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_flatten(v, tensors) for v in obj]
+    return obj
+
+
+def _unflatten(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: _unflatten(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
 
 
 def rng_state() -> dict[str, Any]:

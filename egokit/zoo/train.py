@@ -2,6 +2,7 @@
 
     python -m egokit.zoo.train clip                 # the shipped micro CLIP (egokit/zoo/micro-clip)
     python -m egokit.zoo.train vlm                  # the shipped micro VLM (needs the micro CLIP)
+    python -m egokit.zoo.train pixel                # PixelLLM's point head on the micro VLM
     python -m egokit.zoo.train clip --quick --out /tmp/clip   # seconds: a tiny model, for tests
 
 Runs are deterministic given `--seed` (same data stream, same initialisation; bit-identical on the same
@@ -18,6 +19,7 @@ from pathlib import Path
 
 ZOO_DIR = Path(__file__).resolve().parent
 NAMES = {"clip": "micro-clip", "micro-clip": "micro-clip", "vlm": "micro-vlm", "micro-vlm": "micro-vlm"}
+NAMES.update({"pixel": "micro-pixel", "micro-pixel": "micro-pixel"})  # PixelLLM's point head on the micro VLM
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", dest="resume", action="store_true", default=True,
                    help="continue from the run folder's state when it matches the recipe (default)")
     p.add_argument("--no-resume", dest="resume", action="store_false", help="start from scratch")
+    p.add_argument("--mode", default=None, choices=["box", "trace"], help="pixel: word targets (default: box)")
+    p.add_argument("--base", default=None, help="pixel: the VLM the point head reads (default: micro-vlm)")
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -51,6 +55,10 @@ def run(args: argparse.Namespace) -> Path:
     name = NAMES[args.model]
     out = Path(args.out) if args.out else ZOO_DIR / name
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
+    if name == "micro-pixel":
+        from egokit.methods.pixel_train import run_from_args
+
+        return run_from_args(args, out, run_dir)
     if name == "micro-clip":
         from egokit.zoo.clip_recipe import ClipRecipe, train_clip
 

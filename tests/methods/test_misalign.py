@@ -118,7 +118,9 @@ def test_scores_and_flags_follow_the_definitions(tiny, scene):
     assert r.flagged == [i for i in eligible if float(r.scores[i]) < -1e-4]
     assert r.most_negative == min(eligible, key=lambda i: float(r.scores[i]))
     assert r.clipscore == pytest.approx(2.5 * max(r.similarity, 0))
-    assert r.fclipscore == pytest.approx((1 - r.similarity) * float(r.scores[r.flagged].sum()), rel=1e-5)
+    factor = 1 - max(r.similarity, 0.0)
+    assert r.fclipscore == pytest.approx(factor * float(r.scores[r.flagged].sum()), rel=1e-5)
+    assert r.fclipscore_most_negative == pytest.approx(factor * float(r.scores[r.most_negative]), rel=1e-5)
     assert r.fclipscore <= 0
     assert "." not in r.flagged_words
 

@@ -33,7 +33,9 @@ def test_flags_phrases_and_fclipscore():
     strict = r.with_eps(-0.2)
     assert strict.flagged == [1] and strict.fclipscore == pytest.approx(0.75 * -0.3)
     assert r.flagged == [1, 2]  # the original is unchanged
-    assert _manual(similarity=-0.5).clipscore == 0.0
+    assert r.fclipscore_most_negative == pytest.approx(0.75 * -0.3)
+    negative = _manual(similarity=-0.5)
+    assert negative.clipscore == 0.0 and negative.fclipscore == pytest.approx(-0.4)  # 1 − max(s, 0) = 1
     d = r.to_dict()
     json.dumps(d)
     assert d["most_negative_word"] == "red" and d["flagged"] == [1, 2]

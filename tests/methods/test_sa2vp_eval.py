@@ -82,8 +82,9 @@ def test_tour_section_is_registered_and_its_short_run_works(one_thread):
     import egokit.methods.sa2vp_tour as tour_module
     from egokit.methods.sa2vp_eval import EvalSettings
     from egokit.models.loading import from_model
-    from egokit.tour import SECTIONS
+    from egokit.tour import SECTION_MODULES, SECTIONS
 
+    assert "egokit.methods.sa2vp_tour" in SECTION_MODULES
     assert "sa2vp" in [s.key for s in SECTIONS]
     model, processor = build_tiny("clip")
     settings = replace(EvalSettings.quick(), tasks=(tour_module.TOUR_TASK,), ablations=False)

@@ -80,8 +80,9 @@ def test_keyword_picker_memory_and_static_twin(picker) -> None:
 
 
 def test_token_heatmap_from_a_look() -> None:
-    from egokit.methods import ego
     from egokit.widgets import TokenHeatmap
+
+    from egokit.methods import ego
 
     look = ego.look_at(_model(), REF, description="a red circle .")
     view = TokenHeatmap(look)
@@ -96,8 +97,9 @@ def test_token_heatmap_from_a_look() -> None:
 
 
 def test_token_heatmap_from_generate_and_look() -> None:
-    from egokit.capture.look import generate_and_look
     from egokit.widgets import TokenHeatmap
+
+    from egokit.capture.look import generate_and_look
 
     look = generate_and_look(_model(), REF.image, "what is this", max_new_tokens=3)
     view = TokenHeatmap(look, image=REF.image)

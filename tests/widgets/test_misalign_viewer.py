@@ -5,12 +5,12 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from egokit.widgets import MisalignmentViewer
 
 from egokit.data.shapesworld import ShapesWorld
 from egokit.errors import InputError
 from egokit.methods import misalign
 from egokit.models.tiny import build_tiny
-from egokit.widgets import MisalignmentViewer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

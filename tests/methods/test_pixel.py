@@ -1,0 +1,218 @@
+"""egokit.pixel on a tiny random LLaVA: the point head, localize/refer, the tuned-layer swap, results and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import egokit
+from egokit.data.shapesworld import ShapesWorld
+from egokit.errors import InputError, MemoryFileError, ModelLoadError
+from egokit.methods import pixel
+from egokit.methods.pixel_head import FeatureTap, PointHead, box_from_points, decoder_layers
+from egokit.models.loading import from_model
+from egokit.models.tiny import build_tiny
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, processor = build_tiny("llava", seed=0)
+    return from_model(model, processor)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return ShapesWorld(seed=0, split="test").scene(2)
+
+
+def _head(lm, tuned: bool = False, seed: int = 0) -> PointHead:
+    torch.manual_seed(seed)
+    layer = decoder_layers(lm.model)[-1]
+    state = {k: v.detach() + 0.5 * torch.randn_like(v) for k, v in layer.named_parameters()} if tuned else None
+    last = len(decoder_layers(lm.model)) - 1
+    return PointHead(32, hidden=16, layer_states={last: state} if tuned else None,
+                     meta={"base_model": "tiny", "base_fingerprint": lm.fingerprint()})
+
+
+def test_point_head_shapes_range_and_start():
+    plain = PointHead(24, hidden=8, depth=4, readout=False)
+    assert sum(isinstance(m, torch.nn.Linear) for m in plain.mlp) == 4
+    assert sum(isinstance(m, torch.nn.GELU) for m in plain.mlp) == 3
+    with torch.no_grad():
+        out = plain(torch.randn(3, 5, 24))
+        assert out.shape == (3, 5, 2, 2) and float(out.min()) >= 0 and float(out.max()) <= 1
+        box = box_from_points(plain(torch.zeros(24)))
+    assert box.tolist() == pytest.approx([0.35, 0.35, 0.65, 0.65], abs=0.05)  # an untrained head: a centred box
+    head = PointHead(24, hidden=8, depth=4)
+    assert sum(isinstance(m, torch.nn.Linear) for m in head.mlp) == 4
+    centres = torch.rand(64, 2)
+    with torch.no_grad():
+        out = head(torch.randn(3, 5, 24), torch.randn(3, 64, 24), centres)
+        assert out.shape == (3, 5, 2, 2) and float(out.min()) >= 0 and float(out.max()) <= 1
+        # one image token alone: every head attends to it, the box starts centred on its cell
+        one = box_from_points(head(torch.randn(2, 24), torch.randn(1, 24), torch.tensor([[0.7, 0.2]])))
+    assert ((one[:, :2] + one[:, 2:]) / 2).flatten().tolist() == pytest.approx([0.7, 0.2] * 2, abs=0.05)
+    with pytest.raises(InputError, match="image tokens"):
+        head(torch.randn(5, 24))
+    with pytest.raises(InputError):
+        PointHead(8, depth=0)
+
+
+def test_box_from_points_orders_corners():
+    pts = torch.tensor([[[0.8, 0.1], [0.2, 0.6]]])
+    assert box_from_points(pts).tolist()[0] == pytest.approx([0.2, 0.1, 0.8, 0.6])
+
+
+def test_feature_tap_reads_what_the_vocabulary_projection_reads(tiny):
+    ids = torch.tensor([[2, 5, 6, 7]])
+    with FeatureTap(tiny.model) as tap:
+        out = tiny.model.model.language_model(input_ids=ids)
+        logits = tiny.model.lm_head(out.last_hidden_state)
+    assert torch.allclose(tap.features, out.last_hidden_state)
+    assert torch.allclose(tiny.model.lm_head(tap.features), logits)
+    assert torch.allclose(tap.layer_inputs, tiny.model.get_input_embeddings()(ids))  # what layer 0 receives
+    assert not tiny.model.lm_head._forward_pre_hooks  # removed on exit
+    assert not decoder_layers(tiny.model)[0]._forward_pre_hooks
+
+
+def test_localize_gives_every_word_a_point_and_box_in_image_pixels(tiny, scene):
+    head = _head(tiny)
+    r = pixel.localize(tiny, head, scene, max_new_tokens=6)
+    assert r.kind == "caption" and r.words and len(r.tokens) == len(r.token_ids)
+    assert r.token_points.shape == (len(r.tokens), 2, 2)
+    assert r.word_boxes.shape == (len(r.words), 4) and r.word_points.shape == (len(r.words), 2)
+    assert float(r.token_points.min()) >= 0 and float(r.token_points.max()) <= 64
+    assert r.image.shape == (64, 64, 3) and r.image_size == (64, 64)
+    d = r.to_dict()
+    assert [w["word"] for w in d["words"]] == r.words and json.dumps(d)
+
+
+def test_teacher_forced_answer_words_and_points_map_back_through_the_view(tiny, scene):
+    head = _head(tiny)
+    r = pixel.localize(tiny, head, scene, answer=scene.caption)
+    assert r.words == scene.caption.split() and r.answer == scene.caption
+    assert r.token_word == list(range(len(r.words)))  # word-level tokenizer: one token per word
+    # a 128x96 picture: the processor resizes the short side and crops; points land in original pixels
+    big = np.full((96, 128, 3), 200, np.uint8)
+    r2 = pixel.localize(tiny, head, big, answer="a red circle")
+    xs, ys = r2.token_points[..., 0], r2.token_points[..., 1]
+    assert r2.image_size == (96, 128)
+    assert float(xs.min()) >= 16 - 1e-4 and float(xs.max()) <= 112 + 1e-4  # the centre crop's columns
+    assert float(ys.min()) >= 0 and float(ys.max()) <= 96 + 1e-4
+    p = r.point(r.words[1])
+    b = r.word_box(1)
+    assert b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3]
+
+
+def test_refer_box_is_min_max_over_the_expression_tokens(tiny, scene):
+    head = _head(tiny)
+    r = pixel.refer(tiny, head, scene, "the red circle")
+    assert r.kind == "refer" and r.prompt == "where is the red circle ?" and r.words == ["the", "red", "circle"]
+    pts = r.token_points.reshape(-1, 2)
+    assert r.box == pytest.approx((float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()),
+                                   float(pts[:, 1].max())))
+    with pytest.raises(InputError, match="empty"):
+        pixel.refer(tiny, head, scene, "  ")
+
+
+def test_tuned_layer_is_swapped_in_only_inside_attached_and_restored_on_error(tiny, scene):
+    layer = decoder_layers(tiny.model)[-1]
+    before = {k: v.detach().clone() for k, v in layer.named_parameters()}
+    tuned = _head(tiny, tuned=True)
+    plain = PointHead(32, hidden=16, meta=dict(tuned.meta))
+    plain.load_state_dict(tuned.state_dict())
+    a = pixel.localize(tiny, plain, scene, answer=scene.caption).token_points
+    b = pixel.localize(tiny, tuned, scene, answer=scene.caption).token_points
+    assert not torch.allclose(a, b)  # the tuned copy changes the features the head reads
+    with pytest.raises(RuntimeError, match="boom"), tuned.attached(tiny):
+        assert all(torch.equal(p, tuned.layer_states[1][k]) for k, p in layer.named_parameters())
+        raise RuntimeError("boom")
+    assert all(torch.equal(v, before[k]) for k, v in layer.named_parameters())
+
+
+def test_a_head_for_another_model_is_refused(tiny, scene):
+    other = from_model(*build_tiny("llava", seed=1))
+    head = _head(other)
+    with pytest.raises(MemoryFileError, match="retrain"):
+        pixel.localize(tiny, head, scene, answer="a circle")
+    wide = PointHead(48, meta={})
+    with pytest.raises(MemoryFileError, match="48-wide"):
+        pixel.refer(tiny, wide, scene, "the circle")
+    pixel.refer(tiny, head, scene, "the circle", check=False)  # the caller may insist
+
+
+def test_head_save_load_roundtrip_fp16(tiny, scene, tmp_path):
+    head = _head(tiny, tuned=True)
+    head.save(tmp_path / "h")
+    back = pixel.load_head(tmp_path / "h")
+    assert back.layer_states.keys() == head.layer_states.keys() == {1} and back.readout
+    assert back.meta == head.meta and back.hidden == 16 and back.attn_heads == head.attn_heads
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "h" / "head.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    a = pixel.refer(tiny, head, scene, "the red circle").box
+    b = pixel.refer(tiny, back, scene, "the red circle").box
+    assert a == pytest.approx(b, abs=0.2)  # fp16 on disk
+    assert not list((tmp_path / "h").glob("*.tmp"))
+
+
+def test_load_head_errors(tmp_path):
+    with pytest.raises(ModelLoadError, match="train"):
+        pixel.load_head(tmp_path / "nothing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text(json.dumps({"kind": "something else"}))
+    with pytest.raises(MemoryFileError, match="not a point head"):
+        pixel.load_head(tmp_path / "bad")
+    PointHead(8, hidden=4).save(tmp_path / "torn")
+    (tmp_path / "torn" / "head.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(MemoryFileError, match="cannot be read"):
+        pixel.load_head(tmp_path / "torn")
+
+
+def test_result_save_load_and_pictures(tiny, scene, tmp_path):
+    r = pixel.localize(tiny, _head(tiny), scene, answer=scene.caption)
+    back = type(r).load(r.save(tmp_path / "r.safetensors"))
+    assert back.words == r.words and torch.allclose(back.token_points, r.token_points)
+    assert np.array_equal(back.image, r.image)
+    overview, one = r.to_image(), r.to_image(r.words[-2])
+    assert overview.size == one.size and overview.width == 256
+    assert overview.tobytes() != one.tobytes()
+    assert r._repr_png_().startswith(PNG)
+    assert pixel.refer(tiny, _head(tiny), scene, "the circle")._repr_png_().startswith(PNG)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(MemoryFileError):
+        type(r).load(tmp_path / "junk.safetensors")
+    with pytest.raises(InputError, match="not in the answer"):
+        r.point("zebra")
+
+
+def test_egokit_pixel_is_the_public_module():
+    assert egokit.pixel is pixel
+    for name in ("PointHead", "localize", "refer", "load_head", "evaluate", "PixelResult"):
+        assert hasattr(egokit.pixel, name)
+
+
+def test_input_errors(tiny, scene):
+    head = _head(tiny)
+    with pytest.raises(InputError, match="image"):
+        pixel.localize(tiny, head, None)
+    with pytest.raises(InputError, match="PointHead"):
+        pixel.localize(tiny, object(), scene)
+    with pytest.raises(InputError, match="prompt is empty"):
+        pixel.localize(tiny, head, scene, prompt=" ")
+    clip = from_model(*build_tiny("clip"))
+    with pytest.raises(InputError):
+        pixel.localize(clip, head, scene, check=False)
+
+
+def test_plain_mlp_head_works_too(tiny, scene, tmp_path):
+    plain = PointHead(32, hidden=16, readout=False, meta={"base_fingerprint": tiny.fingerprint()})
+    r = pixel.refer(tiny, plain, scene, "the red circle")
+    back = pixel.load_head(plain.save(tmp_path / "plain"))
+    assert not back.readout and pixel.refer(tiny, back, scene, "the red circle").box == pytest.approx(r.box, abs=0.2)
