@@ -31,10 +31,10 @@ from PIL import Image
 from egokit.errors import EgokitError, InputError
 from egokit.files import write_text_atomic
 
-# Modules whose import registers more sections (each method module adds its own).
-# The sections of the methods that run on the micro VLM (egokit.methods.{ego,pixel}_tour) join this list
-# when that model ships in the package; until then the tour would only show their errors.
-SECTION_MODULES: list[str] = ["egokit.methods.misalign_tour", "egokit.methods.lorsu_tour",
+# Modules whose import registers more sections (each method module adds its own). PixelLLM's section
+# (egokit.methods.pixel_tour) joins when its point head ships in the package.
+SECTION_MODULES: list[str] = ["egokit.methods.ego_tour", "egokit.methods.misalign_tour",
+                              "egokit.methods.lorsu_tour",
                               "egokit.methods.sa2vp_tour"]
 
 

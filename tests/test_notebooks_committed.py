@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.ipynb"))
-MODELS = {"02": "micro-clip", "03": "micro-clip", "05": "micro-clip", "01": "micro-vlm", "04": "micro-vlm"}
+MODELS = {"02": "micro-clip", "03": "micro-clip", "05": "micro-clip", "00": "micro-vlm", "01": "micro-vlm", "04": "micro-vlm"}
 
 
 def test_the_clip_notebooks_are_there():

@@ -78,6 +78,14 @@ and colours, another mark; weighted ×2, more of them as training goes on), easy
 distractor-only scenes. A training-only head (dropped at save time) taught the decoder which query
 tokens show which memory's concept.
 
+## Token locality (`vlm.token_locality`)
+On ordinary test scenes, the projected visual tokens (the decoder's input embeddings) of object patches
+are probed linearly (ridge regression on one-hot labels, fit on half the scenes, scored on the other
+half) for the colour and the shape of the object under the patch. A_own reads the patch's own token;
+A_far reads the token 4 rows and 4 columns away (wrapping around, so never on the same object).
+token_locality = A_own − A_far (mean of colour and shape): 1 is perfectly local, 0 means a token says as
+much about a far patch as about its own. Both parts are in the table (`_own`, `_far`).
+
 ## Data
 The train split of `ShapesWorld(seed={world_seed})` (no attribute holdout for the VLM: it sees every
 colour and shape through the frozen tower), generated on the fly; personal concepts from the train

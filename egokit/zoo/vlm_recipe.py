@@ -47,7 +47,7 @@ class VlmRecipe:
     """Every setting of a micro-VLM run (saved with the checkpoint)."""
 
     seed: int = 0
-    steps: int = 1500
+    steps: int = 2000
     batch: int = 32            # examples per group (single-image and in-context) per step
     lr: float = 1e-3
     warmup: int = 100

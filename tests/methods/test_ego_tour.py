@@ -19,8 +19,9 @@ def test_ego_section_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     from PIL import Image
 
     from egokit.methods import ego_tour
-    from egokit.tour import TourContext
+    from egokit.tour import SECTION_MODULES, TourContext
 
+    assert "egokit.methods.ego_tour" in SECTION_MODULES
     lm = quick_micro_vlm()
     folder = tmp_path / "model"
     lm.model.save_pretrained(folder)

@@ -86,17 +86,26 @@ def test_micro_vlm_answers_colour_questions(vlm):
 
 @needs_vlm
 def test_micro_vlm_recognises_a_personal_concept_in_context(vlm):
+    """48 questions (24 held-out concepts, a positive and an easy negative each): with the reference view in
+    context the answers must be right far more often than with the name alone (the shipped model: 0.75
+    against 0.50; its full metrics are in its model card)."""
     tok = vlm.processor.tokenizer
-    concepts = TEST.concepts(6)
-    prompts, truth = [], []
+    concepts = TEST.concepts(24)
+    with_memory, name_only, truth = [], [], []
     for i, c in enumerate(concepts):
         ref = TEST.reference_views(c, 1)[0]
         for kind in ("positive", "easy_negative"):
             query = TEST.concept_query(c, kind, index=i)
             px = vlm.processor(images=[ref.image, query.image], return_tensors="pt")["pixel_values"]
             f = image_features(vlm.model, px)
-            prompts.append([f[0], intro(c.name), f[1], presence_question(c.name)])
+            with_memory.append([f[0], intro(c.name), f[1], presence_question(c.name)])
+            name_only.append([f[1], presence_question(c.name)])
             truth.append(kind == "positive")
-    logits = next_token_logits(vlm.model, tok, prompts)
-    yes = logits[:, tok.convert_tokens_to_ids("yes")] > logits[:, tok.convert_tokens_to_ids("no")]
-    assert np.mean([bool(p) == t for p, t in zip(yes.tolist(), truth)]) >= 0.75
+
+    def accuracy(prompts):
+        logits = next_token_logits(vlm.model, tok, prompts)
+        yes = logits[:, tok.convert_tokens_to_ids("yes")] > logits[:, tok.convert_tokens_to_ids("no")]
+        return np.mean([bool(p) == t for p, t in zip(yes.tolist(), truth)])
+
+    acc, baseline = accuracy(with_memory), accuracy(name_only)
+    assert acc >= 0.70 and acc >= baseline + 0.15, (acc, baseline)
