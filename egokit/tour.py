@@ -31,10 +31,9 @@ from PIL import Image
 from egokit.errors import EgokitError, InputError
 from egokit.files import write_text_atomic
 
-# Modules whose import registers more sections (each method module adds its own). PixelLLM's section
-# (egokit.methods.pixel_tour) joins when its point head ships in the package.
+# Modules whose import registers more sections (each method module adds its own).
 SECTION_MODULES: list[str] = ["egokit.methods.ego_tour", "egokit.methods.misalign_tour",
-                              "egokit.methods.lorsu_tour",
+                              "egokit.methods.lorsu_tour", "egokit.methods.pixel_tour",
                               "egokit.methods.sa2vp_tour"]
 
 

@@ -1,3 +1,31 @@
-# Notebooks in drafts/ need micro models that are not in the package yet (see drafts/README.md); they
-# move up into notebooks/, where the test suite runs them, when their model ships.
-collect_ignore_glob = ["drafts/*"]
+"""Notebook runs (nbval: one test per cell) print each notebook's total run time at the end of the session,
+and the session fails when a notebook takes longer than the workshop budget of three minutes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+BUDGET_S = 180.0
+_seconds: dict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    path = report.nodeid.split("::")[0]
+    if path.endswith(".ipynb"):
+        _seconds[path] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 (pytest's TerminalReporter)
+    if not _seconds:
+        return
+    terminalreporter.section("notebook run times (budget 3 minutes each)")
+    for path, seconds in sorted(_seconds.items()):
+        over = "  <- over the budget" if seconds > BUDGET_S else ""
+        terminalreporter.write_line(f"{seconds:7.1f} s  {path}{over}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus == 0 and any(s > BUDGET_S for s in _seconds.values()):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
