@@ -28,16 +28,18 @@ def save_result(path: str | os.PathLike[str], kind: str, version: int, tensors: 
     return write_bytes_atomic(path, data)
 
 
-def load_result(path: str | os.PathLike[str], kind: str, version: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_result(path: str | os.PathLike[str], kind: str, version: int,
+                what: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a file written by `save_result`; check it is a `kind` file of format `version`.
 
+    `what` names the kind in messages ("LoRSU evaluation"); by default the kind with spaces.
     Returns (tensors, meta). Raises `MemoryFileError` naming the problem for a missing, unreadable,
     truncated or tampered file, a file of another kind, or another format version.
     """
     from safetensors import safe_open
 
     path = Path(path)
-    what = kind.replace("_", " ")
+    what = what or kind.replace("_", " ")
     if not path.is_file():
         raise MemoryFileError(f"{path} does not exist or is not a file")
     try:

@@ -8,10 +8,8 @@ damaged or foreign file raises `MemoryFileError`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from PIL import Image
 
 from egokit.errors import MemoryFileError
 from egokit.methods.lorsu import SessionReport
+from egokit.results import load_result, save_result
 from egokit.viz.png import ReprPNG
 
 FILE_KIND = "egokit.lorsu_evaluation"
@@ -152,51 +151,22 @@ class LorsuEvaluation(ReprPNG):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write one .safetensors file (fc1 masks as tensors, the rest as JSON metadata), atomically."""
-        from safetensors.torch import save
-
-        path = Path(path)
         tensors = {}
         for m, reps in self.reports.items():
             for i, r in enumerate(reps):
                 if r.fc1_masks is not None:
-                    tensors[f"{m}.{i}.fc1_masks"] = r.fc1_masks.to(torch.uint8).contiguous()
-        meta = {"kind": FILE_KIND, "version": FILE_VERSION, "model_name": self.model_name,
+                    tensors[f"{m}.{i}.fc1_masks"] = r.fc1_masks.to(torch.uint8)
+        meta = {"model_name": self.model_name,
                 "sessions": self.sessions, "session_classes": self.session_classes,
                 "session_targets": self.session_targets, "settings": self.settings, "before": self.before,
                 "curves": self.curves, "seconds": self.seconds,
                 "reports": {m: [r.to_dict() for r in reps] for m, reps in self.reports.items()}}
-        data = save(tensors, metadata={"egokit": json.dumps(meta, allow_nan=True)})
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(tmp, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+        return save_result(path, FILE_KIND, FILE_VERSION, tensors, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LorsuEvaluation:
         """Read a file written by `save` (no pickle); `MemoryFileError` for a damaged or foreign file."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise MemoryFileError(f"{path} does not exist or is not a file")
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = json.loads((fh.metadata() or {}).get("egokit", "null"))
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        except Exception as e:  # noqa: BLE001 - any decoding failure means a damaged file
-            raise MemoryFileError(f"{path} is not a readable LoRSU evaluation ({type(e).__name__}: {e}); "
-                                  "re-create it with LorsuEvaluation.save") from None
-        if not isinstance(meta, dict) or meta.get("kind") != FILE_KIND:
-            raise MemoryFileError(f"{path} is a safetensors file but not a LoRSU evaluation")
-        if meta.get("version") != FILE_VERSION:
-            raise MemoryFileError(f"{path} has format version {meta.get('version')}; this kit reads {FILE_VERSION}")
+        tensors, meta = load_result(path, FILE_KIND, FILE_VERSION, what="LoRSU evaluation")
         try:
             reports = {}
             for m, reps in meta["reports"].items():

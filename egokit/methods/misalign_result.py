@@ -11,9 +11,7 @@ file in the same folder, then a rename); read back without pickle. A damaged or 
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from PIL import Image
 
 from egokit.errors import MemoryFileError
 from egokit.methods.misalign_words import eligible_mask, flag_below, most_negative, phrases
+from egokit.results import load_result, save_result
 from egokit.viz.png import ReprPNG
 
 FILE_KIND = "egokit.misalignment"
@@ -172,7 +171,7 @@ class MisalignmentResult(ReprPNG):
 
     def _meta(self) -> dict[str, Any]:
         return {
-            "kind": FILE_KIND, "version": FILE_VERSION, "caption": self.caption, "words": list(self.words),
+            "caption": self.caption, "words": list(self.words),
             "similarity": self.similarity, "eps": self.eps, "variant": self.variant, "template": self.template,
             "layers": list(self.layers), "tokens": list(self.tokens), "token_word": list(self.token_word),
             "grid": None if self.grid is None else list(self.grid), "dropped_words": list(self.dropped_words),
@@ -181,50 +180,19 @@ class MisalignmentResult(ReprPNG):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result to one .safetensors file (tensors + JSON metadata), atomically."""
-        from safetensors.torch import save
-
-        path = Path(path)
-        tensors = {"scores": self.scores.float().contiguous(), "token_scores": self.token_scores.float().contiguous()}
+        tensors = {"scores": self.scores.float(), "token_scores": self.token_scores.float()}
         if self.heatmaps is not None:
-            tensors["heatmaps"] = self.heatmaps.float().contiguous()
+            tensors["heatmaps"] = self.heatmaps.float()
         if self.boxes is not None:
-            tensors["boxes"] = self.boxes.float().contiguous()
+            tensors["boxes"] = self.boxes.float()
         if self.image is not None:
             tensors["image"] = torch.from_numpy(np.array(self.image, dtype=np.uint8, copy=True))
-        data = save(tensors, metadata={"egokit": json.dumps(self._meta())})
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(tmp, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+        return save_result(path, FILE_KIND, FILE_VERSION, tensors, self._meta())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MisalignmentResult:
         """Read a file written by `save` (no pickle). Raises `MemoryFileError` for a damaged or foreign file."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise MemoryFileError(f"{path} does not exist or is not a file")
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = json.loads((fh.metadata() or {}).get("egokit", "null"))
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        except MemoryFileError:
-            raise
-        except Exception as e:  # noqa: BLE001 - any decoding failure means a damaged file
-            raise MemoryFileError(f"{path} is not a readable misalignment result ({type(e).__name__}: {e}); "
-                                  "re-create it with MisalignmentResult.save") from None
-        if not isinstance(meta, dict) or meta.get("kind") != FILE_KIND:
-            raise MemoryFileError(f"{path} is a safetensors file but not a misalignment result")
-        if meta.get("version") != FILE_VERSION:
-            raise MemoryFileError(f"{path} has format version {meta.get('version')}; this kit reads {FILE_VERSION}")
+        tensors, meta = load_result(path, FILE_KIND, FILE_VERSION, what="misalignment result")
         try:
             words = [str(w) for w in meta["words"]]
             scores = tensors["scores"]

@@ -11,7 +11,6 @@ foreign file raises `MemoryFileError`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,8 @@ import torch
 from PIL import Image
 
 from egokit.errors import InputError, MemoryFileError
-from egokit.files import atomic_path
 from egokit.methods.pixel_head import box_from_points
+from egokit.results import load_result, save_result
 from egokit.viz.png import ReprPNG
 
 FILE_KIND = "egokit.pixel_result"
@@ -128,41 +127,33 @@ class PixelResult(ReprPNG):
         return out
 
     def _meta(self) -> dict[str, Any]:
-        return {"kind": FILE_KIND, "version": FILE_VERSION, "result_kind": self.kind, "prompt": self.prompt,
+        return {"result_kind": self.kind, "prompt": self.prompt,
                 "answer": self.answer, "words": list(self.words), "tokens": list(self.tokens),
                 "token_word": list(self.token_word), "image_size": list(self.image_size),
                 "model_name": self.model_name, "extra": self.extra}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result to one .safetensors file (tensors + JSON metadata), atomically."""
-        from safetensors.torch import save_file
-
-        tensors = {"token_points": self.token_points.float().contiguous(),
+        tensors = {"token_points": self.token_points.float(),
                    "token_ids": torch.tensor(self.token_ids, dtype=torch.long)}
         if self.image is not None:
             tensors["image"] = torch.from_numpy(np.array(self.image, dtype=np.uint8, copy=True))
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"egokit": json.dumps(self._meta())})
-        return Path(path)
+        return save_result(path, FILE_KIND, FILE_VERSION, tensors, self._meta())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PixelResult:
-        """Read a file written by `save` (no pickle)."""
-        from safetensors import safe_open
-
+        """Read a file written by `save` (no pickle); `MemoryFileError` for a damaged or foreign file."""
+        tensors, meta = load_result(path, FILE_KIND, FILE_VERSION, what="pixel result")
         try:
-            with safe_open(str(path), "pt") as f:
-                meta = json.loads((f.metadata() or {}).get("egokit", "{}"))
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except FileNotFoundError:
-            raise MemoryFileError(f"{path} does not exist") from None
-        except Exception as e:  # noqa: BLE001 - any decoding failure means a damaged file
-            raise MemoryFileError(f"{path} is not a readable pixel result ({type(e).__name__}: {e})") from None
-        if meta.get("kind") != FILE_KIND:
-            raise MemoryFileError(f"{path} is not a pixel result (kind {meta.get('kind')!r})")
-        image = tensors.get("image")
-        return cls(kind=meta["result_kind"], prompt=meta["prompt"], answer=meta["answer"], words=meta["words"],
-                   tokens=meta["tokens"], token_ids=tensors["token_ids"].tolist(), token_word=meta["token_word"],
-                   token_points=tensors["token_points"], image_size=tuple(meta["image_size"]),
-                   image=None if image is None else image.numpy(), model_name=meta.get("model_name", ""),
-                   extra=meta.get("extra", {}))
+            image = tensors.get("image")
+            points = tensors["token_points"]
+            if points.dim() != 3 or points.shape[0] != len(meta["tokens"]):
+                raise ValueError(f"{tuple(points.shape)} token points for {len(meta['tokens'])} tokens")
+            return cls(kind=str(meta["result_kind"]), prompt=str(meta["prompt"]), answer=str(meta["answer"]),
+                       words=[str(w) for w in meta["words"]], tokens=[str(t) for t in meta["tokens"]],
+                       token_ids=tensors["token_ids"].tolist(), token_word=[int(i) for i in meta["token_word"]],
+                       token_points=points, image_size=(int(meta["image_size"][0]), int(meta["image_size"][1])),
+                       image=None if image is None else image.numpy(), model_name=str(meta.get("model_name", "")),
+                       extra=dict(meta.get("extra", {})))
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise MemoryFileError(f"{path} is an inconsistent pixel result ({e}); re-create it") from None

@@ -216,3 +216,25 @@ def test_plain_mlp_head_works_too(tiny, scene, tmp_path):
     r = pixel.refer(tiny, plain, scene, "the red circle")
     back = pixel.load_head(plain.save(tmp_path / "plain"))
     assert not back.readout and pixel.refer(tiny, back, scene, "the red circle").box == pytest.approx(r.box, abs=0.2)
+
+
+def test_result_files_that_are_damaged_or_foreign_are_clear_errors(tiny, scene, tmp_path):
+    from egokit.results import save_result
+
+    r = pixel.localize(tiny, _head(tiny), scene, answer=scene.caption)
+    path = r.save(tmp_path / "r.safetensors")
+    (tmp_path / "torn.safetensors").write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(MemoryFileError, match="not a readable pixel result"):
+        type(r).load(tmp_path / "torn.safetensors")
+    with pytest.raises(MemoryFileError, match="does not exist"):
+        type(r).load(tmp_path / "missing.safetensors")
+    save_result(tmp_path / "other.safetensors", "egokit.misalignment", 1, {}, {})
+    with pytest.raises(MemoryFileError, match="not a pixel result"):
+        type(r).load(tmp_path / "other.safetensors")
+    # the right kind, but the points do not match the tokens: an error naming the file, not a crash later
+    save_result(tmp_path / "odd.safetensors", "egokit.pixel_result", 1,
+                {"token_points": torch.zeros(1, 2, 2), "token_ids": torch.zeros(3, dtype=torch.long)},
+                {**r._meta(), "tokens": ["a", "b", "c"]})
+    with pytest.raises(MemoryFileError, match="inconsistent pixel result"):
+        type(r).load(tmp_path / "odd.safetensors")
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
