@@ -15,6 +15,10 @@ other text); and a
 dense auxiliary loss: linear heads read each patch token of vision layers `DENSE_LAYERS` and predict
 the shape, colour, pattern and mark under that patch (`patch_targets`). It keeps patch tokens local
 and teaches the encoder colours and marks fast. The heads are training-only and not saved.
+
+Stage two (off by default, `foil_steps`): the text tower alone tuned with foils of each caption as extra
+negatives (`clip_foils`). Measured on the shipped model, it moved the validation localisation accuracy of
+the misalignment method only from 0.49 to 0.50–0.52, so the shipped micro CLIP does not use it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ CONCEPT_SOURCES = ("positive", "hard_negative", "easy_negative", "distractor_onl
                    "reference_clutter")
 
 
+#: settings of stage two only: a stage-one state saved under other values still resumes
+FOIL_KEYS = ("foil_steps", "foil_lr", "foil_weight", "foil_count")
+
+
 @dataclass
 class ClipRecipe:
     """Every setting of a micro-CLIP run (saved with the checkpoint)."""
@@ -68,6 +76,11 @@ class ClipRecipe:
     concept_share: float = 0.3
     world_seed: int = WORLD_SEED
     holdout: dict[str, Any] = field(default_factory=DEFAULT_HOLDOUT.to_dict)
+    #: stage two (`clip_foils`): steps on the text tower with foils as extra negatives (0: none)
+    foil_steps: int = 0
+    foil_lr: float = 3e-4
+    foil_weight: float = 1.0
+    foil_count: int = 2
 
     @classmethod
     def quick(cls, seed: int = 0) -> ClipRecipe:
@@ -248,6 +261,7 @@ class ClipData:
         enc = tokenizer([t.text for t in texts], padding=True, return_tensors="pt")
         targets = batch_targets(scenes)
         return {
+            "scenes": scenes,
             "pixel_values": to_pixels(np.stack([s.image for s in scenes]), device),
             "input_ids": enc["input_ids"].to(device),
             "attention_mask": enc["attention_mask"].to(device),
@@ -310,7 +324,7 @@ def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
     start, elapsed = 0, 0.0
     state = runtime.load_state(run_dir, dev) if resume else None
-    if state is not None and runtime.same_recipe(state.get("recipe"), _jsonable(recipe)):
+    if state is not None and runtime.same_recipe(state.get("recipe"), _jsonable(recipe), also=FOIL_KEYS):
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["opt"])
@@ -344,6 +358,10 @@ def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto
                 "heads": heads.state_dict(), "opt": opt.state_dict(), "rng": runtime.rng_state(),
                 "elapsed": elapsed + time.monotonic() - t0})
     bar.close()
+    if recipe.foil_steps:
+        from egokit.zoo.clip_foils import tune_text_on_foils
+
+        tune_text_on_foils(model, data, tok, recipe, dev)
     elapsed += time.monotonic() - t0
     model.eval()
     export_clip(model, processor, out, {

@@ -175,9 +175,12 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def same_recipe(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
+def same_recipe(saved: Mapping[str, Any] | None, current: Mapping[str, Any], also: tuple[str, ...] = ()) -> bool:
     """Whether a saved state belongs to this recipe. `steps` may differ: a run can be extended or cut
-    short on resume (the learning-rate schedule follows the new length from the step reached)."""
+    short on resume (the learning-rate schedule follows the new length from the step reached); so may
+    the keys in `also` (settings of a later stage that the saved state never used)."""
     if saved is None:
         return False
-    return {k: v for k, v in saved.items() if k != "steps"} == {k: v for k, v in current.items() if k != "steps"}
+    skip = {"steps", *also}
+    return ({k: v for k, v in saved.items() if k not in skip}
+            == {k: v for k, v in current.items() if k not in skip})

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from egokit.errors import EgokitError, InputError
+
 ZOO_DIR = Path(__file__).resolve().parent
 NAMES = {"clip": "micro-clip", "micro-clip": "micro-clip", "vlm": "micro-vlm", "micro-vlm": "micro-vlm"}
 NAMES.update({"pixel": "micro-pixel", "micro-pixel": "micro-pixel"})  # PixelLLM's point head on the micro VLM
@@ -43,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", dest="resume", action="store_true", default=True,
                    help="continue from the run folder's state when it matches the recipe (default)")
     p.add_argument("--no-resume", dest="resume", action="store_false", help="start from scratch")
+    p.add_argument("--foil-steps", type=int, default=None,
+                   help="clip: steps of stage two, the text tower tuned on foils (default: the recipe's, 0)")
+    p.add_argument("--foil-lr", type=float, default=None, help="clip: peak learning rate of stage two")
     p.add_argument("--mode", default=None, choices=["box", "trace"], help="pixel: word targets (default: box)")
     p.add_argument("--base", default=None, help="pixel: the VLM the point head reads (default: micro-vlm)")
 
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace) -> Path:
 
     torch.set_num_threads(max(1, args.threads))
     name = NAMES[args.model]
+    if name != "micro-clip" and (args.foil_steps is not None or args.foil_lr is not None):
+        raise InputError("--foil-steps and --foil-lr are settings of the micro CLIP only")
     out = Path(args.out) if args.out else ZOO_DIR / name
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
     if name == "micro-pixel":
@@ -64,6 +71,10 @@ def run(args: argparse.Namespace) -> Path:
 
         recipe = ClipRecipe.quick(args.seed) if args.quick else ClipRecipe(seed=args.seed)
         _override(recipe, args)
+        if args.foil_steps is not None:
+            recipe.foil_steps = int(args.foil_steps)
+        if args.foil_lr is not None:
+            recipe.foil_lr = float(args.foil_lr)
         return train_clip(recipe, out, run_dir, device=args.device, resume=args.resume)
     from egokit.zoo.vlm_recipe import VlmRecipe, train_vlm
 
@@ -83,7 +94,11 @@ def _override(recipe: object, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = run(args)
+    try:
+        out = run(args)
+    except EgokitError as e:
+        print(f"egokit.zoo.train: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {out}", flush=True)
     return 0
 

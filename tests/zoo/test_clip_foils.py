@@ -1,0 +1,64 @@
+"""Stage two of the micro-CLIP recipe: text-tower tuning on foils (`egokit.zoo.clip_foils`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from egokit.zoo import runtime
+from egokit.zoo.clip_foils import foil_loss, foil_texts, tune_text_on_foils
+from egokit.zoo.clip_recipe import FOIL_KEYS, ClipData, ClipRecipe, _jsonable, build_clip
+
+
+def test_foil_loss_is_cross_entropy_over_each_images_caption_and_its_foils():
+    g = torch.Generator().manual_seed(0)
+    img, cap = F.normalize(torch.randn(3, 8, generator=g), dim=-1), F.normalize(torch.randn(3, 8, generator=g), dim=-1)
+    foils = F.normalize(torch.randn(3, 8, generator=g), dim=-1)
+    owners, scale = [0, 0, 2], torch.tensor(10.0)   # image 1 has no foil: it takes no part
+    expected = []
+    for i, own in ((0, [0, 1]), (2, [2])):
+        logits = scale * torch.stack([img[i] @ cap[i], *[img[i] @ foils[j] for j in own]])
+        expected.append(-F.log_softmax(logits, 0)[0])
+    assert torch.allclose(foil_loss(img, cap, foils, owners, scale), torch.stack(expected).mean(), atol=1e-6)
+
+
+def test_foils_of_the_train_split_are_false_and_never_name_a_held_out_value():
+    data = ClipData(ClipRecipe.quick())
+    scenes = data.scenes(0, 40)
+    texts, owners = foil_texts(data.world, scenes, np.random.default_rng(0), per_image=2)
+    assert texts and len(texts) == len(owners) and max(np.bincount(owners)) <= 2
+    held_out = {"pink", "hexagon"}
+    for text, i in zip(texts, owners):
+        assert text != scenes[i].caption and len(text.split()) == len(scenes[i].caption.split())
+        assert not held_out & set(text.split())
+
+
+def test_stage_two_changes_only_the_text_tower_and_resumes_a_stage_one_state(tmp_path):
+    recipe = replace(ClipRecipe.quick(), foil_steps=2, batch=6)
+    model, processor = build_clip(recipe)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(("text_model", "text_projection"))}
+    text = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("text_model.encoder")}
+    tune_text_on_foils(model, ClipData(recipe), processor.tokenizer, recipe, torch.device("cpu"))
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in frozen.items())  # vision tower, projections, logit scale
+    assert any(not torch.equal(after[k], v) for k, v in text.items())
+    assert all(p.requires_grad for p in model.parameters()) and not model.training
+    saved = _jsonable(replace(recipe, foil_steps=0))
+    assert runtime.same_recipe(saved, _jsonable(recipe), also=FOIL_KEYS)
+    assert not runtime.same_recipe(saved, _jsonable(replace(recipe, lr=0.5)), also=FOIL_KEYS)
+
+
+def test_train_cli_runs_stage_two_after_a_saved_stage_one(tmp_path, capsys):
+    from egokit.zoo import train
+
+    common = ["clip", "--quick", "--out", str(tmp_path / "clip"), "--run-dir", str(tmp_path / "run"), "--threads", "1"]
+    assert train.main(common) == 0
+    first = (tmp_path / "clip" / "model.safetensors").read_bytes()
+    assert train.main([*common, "--foil-steps", "2"]) == 0           # resumes stage one, runs stage two
+    assert "resuming micro-clip training" in capsys.readouterr().out
+    assert (tmp_path / "clip" / "model.safetensors").read_bytes() != first
+    assert train.main(["vlm", "--quick", "--foil-steps", "2", "--out", str(tmp_path / "v")]) == 2
+    assert "micro CLIP only" in capsys.readouterr().err
