@@ -97,6 +97,18 @@ def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _segment_lines(training: dict[str, Any], command: str) -> list[str]:
+    """For a run extended on resume: the commands that repeat it, one per learning-rate schedule."""
+    segments = training.get("segments") or []
+    if len(segments) < 2:
+        return []
+    lines = ["- commands: this checkpoint was trained in stages, each resuming the previous one's state with a "
+             "longer schedule (the learning rate follows the new length from the step reached); to repeat it:"]
+    for first, length in segments:
+        lines.append(f"  `{command} --steps {length}`" + (f" (resumes at step {first})" if first else ""))
+    return lines
+
+
 def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     """Write `folder/README.md` for a micro model of `kind` ("clip" or "vlm") with these metrics."""
     folder = Path(folder)
@@ -117,9 +129,10 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     lines = [
         f"# {title}", "", body,
         "## Recipe", "",
-        f"- command: `{command}` (default recipe: {recipe['steps']} steps, batch {recipe['batch']}"
+        *(_segment_lines(training, command) or [f"- command: `{command}` (default recipe)"]),
+        f"- {recipe['steps']} steps, batch {recipe['batch']}"
         f"{' per micro-batch, two micro-batches per step' if kind == 'vlm' else ''}, AdamW, "
-        f"lr {recipe['lr']} with warm-up and cosine decay)",
+        f"lr {recipe['lr']} with warm-up and cosine decay",
         f"- seed: {recipe['seed']}; ShapesWorld seed {recipe['world_seed']}",
         f"- steps: {training['steps']}; wall time: {training['wall_seconds'] / 60:.1f} min on {training['device']}",
         "  (a shared machine: wall time depends on its load)",

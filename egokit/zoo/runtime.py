@@ -184,3 +184,17 @@ def same_recipe(saved: Mapping[str, Any] | None, current: Mapping[str, Any], als
     skip = {"steps", *also}
     return ({k: v for k, v in saved.items() if k not in skip}
             == {k: v for k, v in current.items() if k not in skip})
+
+
+def schedule_segments(state: Mapping[str, Any] | None, start: int, steps: int) -> list[list[int]]:
+    """The learning-rate schedules a run went through, as [first step, schedule length] pairs.
+
+    A run extended on resume (`--steps` larger than the saved recipe's) changes its schedule at the
+    step reached, so a fresh run of the final length is not the same run; the pairs say how to repeat
+    it: one command per pair, each with `--steps <length>`, resuming the previous one's state."""
+    if state is None:
+        return [[0, int(steps)]]
+    segments = [list(map(int, s)) for s in state.get("segments", [[0, int(state["recipe"]["steps"])]])]
+    if segments[-1][1] != int(steps):
+        segments.append([int(start), int(steps)])
+    return segments

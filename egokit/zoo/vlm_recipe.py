@@ -253,11 +253,13 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
                             lr=recipe.lr, betas=(0.9, 0.98))
     start, elapsed = 0, 0.0
     state = runtime.load_state(run_dir, dev) if resume else None
+    segments = runtime.schedule_segments(None, 0, recipe.steps)
     if state is not None and runtime.same_recipe(state.get("recipe"), asdict(recipe)):
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
         opt.load_state_dict(state["opt"])
         start, elapsed = int(state["step"]), float(state["elapsed"])
+        segments = runtime.schedule_segments(state, start, recipe.steps)
         runtime.restore_rng_state(state["rng"])
         print(f"resuming micro-vlm training at step {start}", flush=True)
     world = ShapesWorld(seed=recipe.world_seed, split="train")
@@ -301,7 +303,8 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
         if every() or step + 1 == recipe.steps:
             runtime.save_state(run_dir, {
                 "recipe": asdict(recipe), "step": step + 1, "model": model.state_dict(), "head": head.state_dict(),
-                "opt": opt.state_dict(), "rng": runtime.rng_state(), "elapsed": elapsed + time.monotonic() - t0})
+                "opt": opt.state_dict(), "rng": runtime.rng_state(), "elapsed": elapsed + time.monotonic() - t0,
+                "segments": segments})
     bar.close()
     elapsed += time.monotonic() - t0
     model.eval()
@@ -309,6 +312,7 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
     runtime.export_fp16(model, out)
     processor.save_pretrained(out)
     runtime.atomic_write_json(out / "training.json", {
-        "recipe": asdict(recipe), "kind": "vlm", "steps": recipe.steps, "wall_seconds": round(elapsed, 1),
+        "recipe": asdict(recipe), "kind": "vlm", "steps": recipe.steps, "segments": segments,
+        "wall_seconds": round(elapsed, 1),
         "device": runtime.describe_device(dev), "clip": clip_dir.name if clip_dir else "micro-clip"})
     return out

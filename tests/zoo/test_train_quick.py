@@ -32,6 +32,17 @@ def test_quick_clip_then_vlm_train_resume_and_load(tmp_path, capsys):
     clip_tower = egokit.load(clip_dir, device="cpu").model.vision_model.state_dict()
     vlm_tower = vlm.model.model.vision_tower.state_dict()
     assert all(torch.equal(clip_tower[k], vlm_tower[k]) for k in clip_tower)  # the CLIP's tower, as trained
+    assert json.loads((vlm_dir / "training.json").read_text())["segments"] == [[0, 2]]
+
+    # extended twice: the card says how to repeat a run whose schedule changed on resume
+    for steps in ("3", "4"):
+        assert train.main(["vlm", "--quick", "--steps", steps, "--clip", str(clip_dir), "--out", str(vlm_dir),
+                           "--run-dir", str(tmp_path / "run-vlm"), "--device", "cpu"]) == 0
+    assert json.loads((vlm_dir / "training.json").read_text())["segments"] == [[0, 2], [2, 3], [3, 4]]
+    from egokit.zoo.cards import write_card
+
+    card = write_card(vlm_dir, "vlm", {"vlm.vqa_acc": 0.5}).read_text()
+    assert "--steps 2`" in card and "default recipe" not in card and "--steps 4` (resumes at step 3)" in card
 
 
 def _saved_tensors(folder):
