@@ -71,6 +71,15 @@ class TourContext:
             self._device = resolve_device(self.requested_device)
         return self._device
 
+    def model(self, name: str) -> Any:
+        """`egokit.load(name)` on the tour's device, loaded once and shared by every section."""
+        key = f"model:{name}"
+        if key not in self.cache:
+            from egokit import load
+
+            self.cache[key] = load(name, device=self.device)
+        return self.cache[key]
+
 
 SectionBuild = Callable[[TourContext], Section]
 

@@ -165,3 +165,12 @@ def test_unavailable_gpu_fails_before_any_work(tmp_path):
     with pytest.raises(InputError, match="no CUDA GPU"):
         run_tour(tmp_path / "r", device="cuda")
     assert not (tmp_path / "r" / "index.html").exists()
+
+
+def test_sections_share_one_loaded_model(tmp_path):
+    from egokit.tour import TourContext
+
+    ctx = TourContext(out_dir=tmp_path, requested_device="cpu", seed=0)
+    first = ctx.model("micro-clip")
+    assert ctx.model("micro-clip") is first and first.family == "clip"
+    assert list(ctx.cache) == ["model:micro-clip"]

@@ -4,23 +4,12 @@ baselines' choices, memory types compared as bars, and the key numbers of a smal
 
 from __future__ import annotations
 
-from typing import Any
-
 from egokit.tour import Section, TourContext, register_section
 
 MODEL = "micro-vlm"
 TOUR_CONCEPTS = 8
 BUDGET = 0.2
 TITLE = "Ego: personal concepts as a few attention-selected visual tokens"
-
-
-def _model(ctx: TourContext) -> Any:
-    key = f"model:{MODEL}"
-    if key not in ctx.cache:
-        from egokit import load
-
-        ctx.cache[key] = load(MODEL, device=ctx.device)
-    return ctx.cache[key]
 
 
 @register_section("ego", TITLE, order=10)
@@ -31,7 +20,7 @@ def ego_section(ctx: TourContext) -> Section:
     from egokit.methods.ego_eval import WORLD_SEED, evaluate, held_out_concepts
     from egokit.methods.ego_render import compare_picture, memories_picture
 
-    model = _model(ctx)
+    model = ctx.model(MODEL)
     result = evaluate(model, seed=ctx.seed, n_concepts=TOUR_CONCEPTS, budget=BUDGET, progress=False)
     world = ShapesWorld(seed=WORLD_SEED, split="test")
     concept = held_out_concepts(world, ctx.seed, 1)[0]

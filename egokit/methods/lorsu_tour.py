@@ -16,15 +16,6 @@ TITLE = "LoRSU: fixing an imperfect vision encoder with sparse, structured updat
 TOUR_METHODS = ("lorsu", "full", "lora")
 
 
-def _model(ctx: TourContext) -> Any:
-    key = f"model:{MODEL}"
-    if key not in ctx.cache:
-        from egokit import load
-
-        ctx.cache[key] = load(MODEL, device=ctx.device)
-    return ctx.cache[key]
-
-
 def tour_settings(seed: int) -> Any:
     """The reduced settings the tour runs (documented in the section's text)."""
     from egokit.methods.lorsu_eval import Settings
@@ -39,7 +30,7 @@ def lorsu_section(ctx: TourContext) -> Section:
 
     seed = ctx.seed + 1  # the hyper-parameters were chosen on seed 0
     settings = tour_settings(seed)
-    result = evaluate(_model(ctx), methods=TOUR_METHODS, settings=settings, progress=False)
+    result = evaluate(ctx.model(MODEL), methods=TOUR_METHODS, settings=settings, progress=False)
     m = result.metrics()
     metrics = {
         "model": MODEL,

@@ -3,8 +3,6 @@ this module). Runs on the micro CLIP in a few seconds on a CPU."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from egokit.tour import Section, TourContext, register_section
@@ -14,15 +12,6 @@ TOUR_SCENES = 40
 TITLE = "Misalignment (CLIP4DM): which caption words do not match the image"
 
 
-def _model(ctx: TourContext) -> Any:
-    key = f"model:{MODEL}"
-    if key not in ctx.cache:
-        from egokit import load
-
-        ctx.cache[key] = load(MODEL, device=ctx.device)
-    return ctx.cache[key]
-
-
 @register_section("misalign", TITLE, order=20)
 def misalign_section(ctx: TourContext) -> Section:
     """A scene with its true caption and a foil, per-word scores and heatmaps, and a small evaluation."""
@@ -30,7 +19,7 @@ def misalign_section(ctx: TourContext) -> Section:
     from egokit.methods.misalign_eval import average_precision, foil_set, localisation
     from egokit.viz.scene import gallery
 
-    model = _model(ctx)
+    model = ctx.model(MODEL)
     data = foil_set(ctx.seed, TOUR_SCENES)
     scene, foil = data[0]
     true_r = score(model, scene.image, scene.caption)

@@ -18,15 +18,6 @@ TOUR_SCENES = 30
 GALLERY = 4
 
 
-def _model(ctx: TourContext) -> Any:
-    key = f"model:{MODEL}"
-    if key not in ctx.cache:
-        from egokit import load
-
-        ctx.cache[key] = load(MODEL, device=ctx.device)
-    return ctx.cache[key]
-
-
 def pictures(loaded: Any, head: Any, seed: int) -> list[tuple[str, Any]]:
     """A gallery of localized test captions, one word's box, and a referring box."""
     from egokit.data.shapesworld import ShapesWorld
@@ -61,7 +52,7 @@ def pixel_section(ctx: TourContext) -> Section:
     from egokit.methods.pixel import load_head
     from egokit.methods.pixel_eval import evaluate
 
-    loaded = _model(ctx)
+    loaded = ctx.model(MODEL)
     head = load_head(HEAD)
     seed = ctx.seed + 1  # the recipe's settings were chosen on the validation split
     metrics = evaluate(loaded, head, seed=seed, n=TOUR_SCENES, n_refer=2 * TOUR_SCENES, progress=False)

@@ -19,15 +19,6 @@ TOUR_TASK = "left_of"
 TOUR_METHODS = ("sa2vp", "vpt_deep", "linear")
 
 
-def _model(ctx: TourContext) -> Any:
-    key = f"model:{MODEL}"
-    if key not in ctx.cache:
-        from egokit import load
-
-        ctx.cache[key] = load(MODEL, device=ctx.device)
-    return ctx.cache[key]
-
-
 def tour_settings(seed: int) -> Any:
     """The reduced settings the tour runs (documented in the section's text)."""
     from egokit.methods.sa2vp_eval import EvalSettings
@@ -74,7 +65,7 @@ def sa2vp_section(ctx: TourContext) -> Section:
     """SA²VP vs VPT-deep and a linear probe on "is the blue object left of the other one?", with the
     prompt-change maps."""
     seed = ctx.seed + 1  # the hyper-parameters were chosen on seed 0's validation split
-    run = run_short(_model(ctx), seed)
+    run = run_short(ctx.model(MODEL), seed)
     s = run["settings"]
     metrics = {
         "model": MODEL,
