@@ -8,9 +8,13 @@ on the train split) as extra negatives of that image — the hard-negative loss 
 et al., ICLR 2023) — next to stage one's contrastive and attribute-prompt losses, so zero-shot
 classification and retrieval are kept.
 
-Only `text_model` and `text_projection` change: the vision tower, its projection and the logit scale stay
-bit-identical, so the micro VLM (which copies the vision tower) and every vision-only method see the same
-encoder. Foils come from the train split; the evaluation's foils come from the val and test splits.
+By default only `text_model` and `text_projection` change: the vision tower, its projection and the logit
+scale stay bit-identical, so the micro VLM (which copies the vision tower) and every vision-only method see
+the same encoder. With `foil_vision_from` = k the vision encoder's layers k, k+1, ..., its final LayerNorm
+and projection are tuned too (the text side alone cannot learn what the image embedding does not hold,
+e.g. left against right); the layers before k stay bit-identical, so with k ≥ 2 the micro VLM, which
+reads the output of layer 1, sees exactly the same features. Foils come from the train split; the
+evaluation's foils come from the val and test splits.
 """
 
 from __future__ import annotations
@@ -71,11 +75,28 @@ def foil_loss(img: torch.Tensor, caption: torch.Tensor, foils: torch.Tensor, own
     return F.cross_entropy(logits, torch.zeros(len(rows), dtype=torch.long, device=img.device))
 
 
+def stage_two_parameters(model: Any, vision_from: int = -1) -> list[torch.nn.Parameter]:
+    """What stage two tunes: the text tower and its projection, and with `vision_from` = k ≥ 0 also the vision
+    encoder's layers k, k+1, ..., its final LayerNorm and projection (the layers before k stay frozen)."""
+    params = [*model.text_model.parameters(), *model.text_projection.parameters()]
+    if vision_from >= 0:
+        vision = model.vision_model
+        layers = vision.encoder.layers
+        if vision_from >= len(layers):
+            raise InputError(f"the vision tower has {len(layers)} layers: cannot tune from layer {vision_from}")
+        for layer in layers[vision_from:]:
+            params += list(layer.parameters())
+        params += [*vision.post_layernorm.parameters(), *model.visual_projection.parameters()]
+    return params
+
+
 def tune_text_on_foils(model: Any, data: Any, tokenizer: Any, recipe: Any, dev: torch.device) -> dict[str, float]:
-    """Stage two (module docstring): `recipe.foil_steps` steps on the text tower only. Returns the last losses."""
+    """Stage two (module docstring): `recipe.foil_steps` steps on the text tower (and the vision layers from
+    `recipe.foil_vision_from`, when ≥ 0). Returns the last losses."""
+    vision_from = int(getattr(recipe, "foil_vision_from", -1))
+    params = stage_two_parameters(model, vision_from)
     for p in model.parameters():
         p.requires_grad_(False)
-    params = [*model.text_model.parameters(), *model.text_projection.parameters()]
     for p in params:
         p.requires_grad_(True)
     decay = [p for p in params if p.ndim >= 2]
@@ -93,7 +114,7 @@ def tune_text_on_foils(model: Any, data: Any, tokenizer: Any, recipe: Any, dev: 
             g["lr"] = lr
         step = recipe.steps + k  # batches stage one never drew
         batch = data.batch(step, tokenizer, dev)
-        with torch.no_grad():
+        with torch.set_grad_enabled(vision_from >= 0):  # only the tuned upper layers build a graph
             img = F.normalize(model.visual_projection(model.vision_model(pixel_values=batch["pixel_values"]).pooler_output),
                               dim=-1)
         txt = text_embeddings(model, batch["input_ids"], batch["attention_mask"])
@@ -130,4 +151,4 @@ def tune_text_on_foils(model: Any, data: Any, tokenizer: Any, recipe: Any, dev: 
     return logs
 
 
-__all__ = ["foil_loss", "foil_texts", "text_embeddings", "tune_text_on_foils"]
+__all__ = ["foil_loss", "foil_texts", "stage_two_parameters", "text_embeddings", "tune_text_on_foils"]

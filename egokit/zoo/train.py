@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foil-steps", type=int, default=None,
                    help="clip: steps of stage two, the text tower tuned on foils (default: the recipe's, 0)")
     p.add_argument("--foil-lr", type=float, default=None, help="clip: peak learning rate of stage two")
+    p.add_argument("--foil-vision-from", type=int, default=None,
+                   help="clip: stage two also tunes the vision layers from this index on (default: -1, none)")
     p.add_argument("--mode", default=None, choices=["box", "trace"], help="pixel: word targets (default: box)")
     p.add_argument("--base", default=None, help="pixel: the VLM the point head reads (default: micro-vlm)")
 
@@ -58,8 +60,8 @@ def run(args: argparse.Namespace) -> Path:
 
     torch.set_num_threads(max(1, args.threads))
     name = NAMES[args.model]
-    if name != "micro-clip" and (args.foil_steps is not None or args.foil_lr is not None):
-        raise InputError("--foil-steps and --foil-lr are settings of the micro CLIP only")
+    if name != "micro-clip" and any(v is not None for v in (args.foil_steps, args.foil_lr, args.foil_vision_from)):
+        raise InputError("--foil-steps, --foil-lr and --foil-vision-from are settings of the micro CLIP only")
     out = Path(args.out) if args.out else ZOO_DIR / name
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
     if name == "micro-pixel":
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace) -> Path:
             recipe.foil_steps = int(args.foil_steps)
         if args.foil_lr is not None:
             recipe.foil_lr = float(args.foil_lr)
+        if args.foil_vision_from is not None:
+            recipe.foil_vision_from = int(args.foil_vision_from)
         return train_clip(recipe, out, run_dir, device=args.device, resume=args.resume)
     from egokit.zoo.vlm_recipe import VlmRecipe, train_vlm
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from egokit.errors import InputError
 from egokit.zoo import runtime
 from egokit.zoo.clip_foils import foil_loss, foil_texts, tune_text_on_foils
 from egokit.zoo.clip_recipe import FOIL_KEYS, ClipData, ClipRecipe, _jsonable, build_clip
@@ -49,6 +51,25 @@ def test_stage_two_changes_only_the_text_tower_and_resumes_a_stage_one_state(tmp
     saved = _jsonable(replace(recipe, foil_steps=0))
     assert runtime.same_recipe(saved, _jsonable(recipe), also=FOIL_KEYS)
     assert not runtime.same_recipe(saved, _jsonable(replace(recipe, lr=0.5)), also=FOIL_KEYS)
+
+
+def test_stage_two_with_vision_from_tunes_only_the_upper_vision_layers():
+    recipe = replace(ClipRecipe.quick(), foil_steps=2, batch=6, foil_vision_from=1, foil_lr=1e-2)
+    model, processor = build_clip(recipe)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tune_text_on_foils(model, ClipData(recipe), processor.tokenizer, recipe, torch.device("cpu"))
+    after = model.state_dict()
+    lower = [k for k in before if k.startswith(("vision_model.embeddings", "vision_model.pre_layrnorm",
+                                                 "vision_model.encoder.layers.0."))]
+    upper = [k for k in before if k.startswith("vision_model.encoder.layers.1.")]
+    assert lower and upper
+    assert all(torch.equal(after[k], before[k]) for k in lower)      # what a VLM reading layer 1's output sees
+    assert torch.equal(after["logit_scale"], before["logit_scale"])
+    assert any(not torch.equal(after[k], before[k]) for k in upper)
+    assert not torch.equal(after["visual_projection.weight"], before["visual_projection.weight"])
+    with pytest.raises(InputError, match="cannot tune from layer 5"):
+        tune_text_on_foils(model, ClipData(recipe), processor.tokenizer, replace(recipe, foil_vision_from=5),
+                           torch.device("cpu"))
 
 
 def test_train_cli_runs_stage_two_after_a_saved_stage_one(tmp_path, capsys):
