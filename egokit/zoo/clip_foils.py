@@ -1,4 +1,4 @@
-"""Second stage of the micro-CLIP recipe: tune the text tower on foils, with the vision tower frozen.
+"""Second stage of the micro-CLIP recipe: tune the text tower (and optionally upper vision layers) on foils.
 
 A CLIP trained only on (image, caption) pairs learns a bag of words: it barely tells "a circle left of a
 square" from "a circle right of a square" (pair accuracy 0.6 on relation swaps after stage one), so no
@@ -79,21 +79,22 @@ def stage_two_parameters(model: Any, vision_from: int = -1) -> list[torch.nn.Par
     """What stage two tunes: the text tower and its projection, and with `vision_from` = k ≥ 0 also the vision
     encoder's layers k, k+1, ..., its final LayerNorm and projection (the layers before k stay frozen)."""
     params = [*model.text_model.parameters(), *model.text_projection.parameters()]
+    vision = model.vision_model
+    layers = vision.encoder.layers
+    if not -1 <= vision_from < len(layers):
+        raise InputError(f"the vision tower has {len(layers)} layers (0–{len(layers) - 1}): cannot tune from "
+                         f"layer {vision_from} (-1 keeps it frozen)")
     if vision_from >= 0:
-        vision = model.vision_model
-        layers = vision.encoder.layers
-        if vision_from >= len(layers):
-            raise InputError(f"the vision tower has {len(layers)} layers: cannot tune from layer {vision_from}")
         for layer in layers[vision_from:]:
             params += list(layer.parameters())
         params += [*vision.post_layernorm.parameters(), *model.visual_projection.parameters()]
     return params
 
 
-def tune_text_on_foils(model: Any, data: Any, tokenizer: Any, recipe: Any, dev: torch.device) -> dict[str, float]:
+def tune_on_foils(model: Any, data: Any, tokenizer: Any, recipe: Any, dev: torch.device) -> dict[str, float]:
     """Stage two (module docstring): `recipe.foil_steps` steps on the text tower (and the vision layers from
     `recipe.foil_vision_from`, when ≥ 0). Returns the last losses."""
-    vision_from = int(getattr(recipe, "foil_vision_from", -1))
+    vision_from = int(recipe.foil_vision_from)
     params = stage_two_parameters(model, vision_from)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -151,4 +152,4 @@ def tune_text_on_foils(model: Any, data: Any, tokenizer: Any, recipe: Any, dev: 
     return logs
 
 
-__all__ = ["foil_loss", "foil_texts", "stage_two_parameters", "text_embeddings", "tune_text_on_foils"]
+__all__ = ["foil_loss", "foil_texts", "stage_two_parameters", "text_embeddings", "tune_on_foils"]

@@ -320,6 +320,10 @@ def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto
     runtime.set_threads(dev)
     runtime.seed_everything(recipe.seed)
     model, processor = build_clip(recipe)
+    if recipe.foil_steps:
+        from egokit.zoo.clip_foils import stage_two_parameters
+
+        stage_two_parameters(model, recipe.foil_vision_from)  # a bad stage-two setting fails before stage one
     model.to(dev).train()
     heads = DenseHeads(recipe.width, recipe.dense_layers).to(dev)
     params = [p for p in [*model.parameters(), *heads.parameters()] if p.requires_grad]
@@ -364,9 +368,9 @@ def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto
                 "elapsed": elapsed + time.monotonic() - t0})
     bar.close()
     if recipe.foil_steps:
-        from egokit.zoo.clip_foils import tune_text_on_foils
+        from egokit.zoo.clip_foils import tune_on_foils
 
-        tune_text_on_foils(model, data, tok, recipe, dev)
+        tune_on_foils(model, data, tok, recipe, dev)
     elapsed += time.monotonic() - t0
     model.eval()
     export_clip(model, processor, out, {

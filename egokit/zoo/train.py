@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> Path:
         if args.foil_lr is not None:
             recipe.foil_lr = float(args.foil_lr)
         if args.foil_vision_from is not None:
+            if not recipe.foil_steps:
+                raise InputError("--foil-vision-from is a setting of stage two: give --foil-steps N as well")
             recipe.foil_vision_from = int(args.foil_vision_from)
         return train_clip(recipe, out, run_dir, device=args.device, resume=args.resume)
     from egokit.zoo.vlm_recipe import VlmRecipe, train_vlm

@@ -1,4 +1,4 @@
-"""Stage two of the micro-CLIP recipe: text-tower tuning on foils (`egokit.zoo.clip_foils`)."""
+"""Stage two of the micro-CLIP recipe: tuning on foils (`egokit.zoo.clip_foils`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from egokit.errors import InputError
 from egokit.zoo import runtime
-from egokit.zoo.clip_foils import foil_loss, foil_texts, tune_text_on_foils
+from egokit.zoo.clip_foils import foil_loss, foil_texts, tune_on_foils
 from egokit.zoo.clip_recipe import FOIL_KEYS, ClipData, ClipRecipe, _jsonable, build_clip
 
 
@@ -43,7 +43,7 @@ def test_stage_two_changes_only_the_text_tower_and_resumes_a_stage_one_state(tmp
     model, processor = build_clip(recipe)
     frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(("text_model", "text_projection"))}
     text = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("text_model.encoder")}
-    tune_text_on_foils(model, ClipData(recipe), processor.tokenizer, recipe, torch.device("cpu"))
+    tune_on_foils(model, ClipData(recipe), processor.tokenizer, recipe, torch.device("cpu"))
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in frozen.items())  # vision tower, projections, logit scale
     assert any(not torch.equal(after[k], v) for k, v in text.items())
@@ -57,7 +57,7 @@ def test_stage_two_with_vision_from_tunes_only_the_upper_vision_layers():
     recipe = replace(ClipRecipe.quick(), foil_steps=2, batch=6, foil_vision_from=1, foil_lr=1e-2)
     model, processor = build_clip(recipe)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    tune_text_on_foils(model, ClipData(recipe), processor.tokenizer, recipe, torch.device("cpu"))
+    tune_on_foils(model, ClipData(recipe), processor.tokenizer, recipe, torch.device("cpu"))
     after = model.state_dict()
     lower = [k for k in before if k.startswith(("vision_model.embeddings", "vision_model.pre_layrnorm",
                                                  "vision_model.encoder.layers.0."))]
@@ -68,7 +68,7 @@ def test_stage_two_with_vision_from_tunes_only_the_upper_vision_layers():
     assert any(not torch.equal(after[k], before[k]) for k in upper)
     assert not torch.equal(after["visual_projection.weight"], before["visual_projection.weight"])
     with pytest.raises(InputError, match="cannot tune from layer 5"):
-        tune_text_on_foils(model, ClipData(recipe), processor.tokenizer, replace(recipe, foil_vision_from=5),
+        tune_on_foils(model, ClipData(recipe), processor.tokenizer, replace(recipe, foil_vision_from=5),
                            torch.device("cpu"))
 
 
@@ -83,3 +83,11 @@ def test_train_cli_runs_stage_two_after_a_saved_stage_one(tmp_path, capsys):
     assert (tmp_path / "clip" / "model.safetensors").read_bytes() != first
     assert train.main(["vlm", "--quick", "--foil-steps", "2", "--out", str(tmp_path / "v")]) == 2
     assert "micro CLIP only" in capsys.readouterr().err
+    # stage-two mistakes are one-line errors before any training (nothing written)
+    assert train.main([*common, "--foil-vision-from", "1"]) == 2
+    assert "give --foil-steps" in capsys.readouterr().err
+    bad = ["clip", "--quick", "--out", str(tmp_path / "bad"), "--run-dir", str(tmp_path / "run-bad"),
+           "--threads", "1", "--foil-steps", "2", "--foil-vision-from", "7"]
+    assert train.main(bad) == 2
+    assert "cannot tune from layer 7" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "run-bad").exists()
