@@ -63,6 +63,18 @@ def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _rows(metrics: dict[str, Any]) -> list[str]:
+    """Table rows of the numeric metrics; a dict of numbers gives one row per entry (`key.sub`)."""
+    flat: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            flat.update({f"{k}.{sub}": x for sub, x in v.items()})
+        else:
+            flat[k] = v
+    return [f"| `{k}` | {_fmt(v)} |" for k, v in flat.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"]
+
+
 def write_card(folder: Path, metrics: dict[str, Any], extra: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write `folder/README.md` for the head in `folder` with the metrics of an eval run (and, optionally,
     other variants' metrics under their names)."""
@@ -106,12 +118,12 @@ def write_card(folder: Path, metrics: dict[str, Any], extra: dict[str, dict[str,
         "",
         "| metric | value |",
         "|---|---|",
-        *[f"| `{k}` | {_fmt(v)} |" for k, v in metrics.items() if isinstance(v, (int, float)) and k != "seed"],
+        *_rows(metrics),
         "",
     ]
     for name, other in (extra or {}).items():
         lines += [f"### {name}", "", "| metric | value |", "|---|---|",
-                  *[f"| `{k}` | {_fmt(v)} |" for k, v in other.items() if isinstance(v, (int, float)) and k != "seed"],
+                  *_rows(other),
                   ""]
     path = folder / "README.md"
     write_text_atomic(path, "\n".join(lines))

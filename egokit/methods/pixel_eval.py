@@ -13,7 +13,13 @@ scenes. All on the same scenes:
 - `refer_p50`: for each object that ShapesWorld's shortest referring phrasing picks out alone ("the red
   circle", "the large red circle", ...), `refer` gives a box; a hit when its IoU with the object's box is
   at least 0.5. `refer_p50_center_baseline`: a box of the mean training-object size at the image centre.
-  `refer_miou` (extra): the mean IoU.
+  `refer_miou` (extra): the mean IoU. `refer_p50_by_objects` (extra): refer_p50 by the number of objects in
+  the scene (with one object, finding it needs no matching of the expression).
+- `refer_base_position_acc` (extra): the same expressions asked to the untouched model as `where is
+  <expression> ?` (the VQA question its training had); the share of answers that name the object's cell
+  of a 3×3 grid. `refer_p50_base_right` / `_wrong`: refer_p50 on the expressions whose position the model
+  named right / wrong. The head reads the model's features, so it can hardly ground an expression that the
+  model itself does not.
 - `position_probe_error_cells` / `_baseline_cells` (extra): how much absolute position the image tokens
   the language model receives carry (`position_probe`).
 - `caption_attr_acc_with_head` / `_without_head`: the micro VLM's caption metric (`egokit.zoo.eval_vlm.
@@ -168,7 +174,8 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
 
     from egokit.data.shapesworld import ShapesWorld
     from egokit.methods import pixel
-    from egokit.methods.pixel_targets import CAPTION_PROMPT, caption_words, referring_expressions
+    from egokit.data.captions import position_word
+    from egokit.methods.pixel_targets import CAPTION_PROMPT, caption_words, referring_expressions, refer_prompt
     from egokit.zoo.eval_vlm import caption_score
 
     t0 = time.monotonic()
@@ -218,6 +225,8 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
     wh = mean_object_size(world_seed)
     refer_hits = refer_base = refer_total = 0
     ious = []
+    by_objects: dict[int, list[bool]] = {}
+    asked: list[tuple[bool, bool]] = []  # (the base model names the object's position, the box is a hit)
     cases = [(s, e, i) for s in world.scenes(n_refer, start + n) for e, i in referring_expressions(s)]
     order = np.random.default_rng([seed, 32]).permutation(len(cases))[:n_refer]
     for j in sorted(order.tolist()):
@@ -229,6 +238,10 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
         refer_hits += v >= 0.5
         refer_base += iou(center_box(scene.size, wh), box) >= 0.5
         refer_total += 1
+        by_objects.setdefault(len(scene.objects), []).append(v >= 0.5)
+        _, model_inputs = pixel._prompt_inputs(loaded, scene.image, refer_prompt(expression))
+        said = tok.decode(pixel._generate(loaded, None, model_inputs, 4), skip_special_tokens=True).strip()
+        asked.append((said == position_word(scene.objects[i].center, scene.size), v >= 0.5))
         bar.update(1)
         tick(1)
     bar.close()
@@ -241,6 +254,8 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
         "refer_p50": refer_hits / max(1, refer_total),
         "refer_p50_center_baseline": refer_base / max(1, refer_total),
         "refer_miou": float(np.mean(ious)) if ious else 0.0,
+        "refer_p50_by_objects": {str(k): round(float(np.mean(v)), 4) for k, v in sorted(by_objects.items())},
+        **_grounding(asked),
         "caption_attr_acc_with_head": with_acc,
         "caption_attr_acc_without_head": without_acc,
         **(position_probe(loaded, world_seed=world_seed) if probe else {}),
@@ -253,6 +268,15 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
         "seconds": round(time.monotonic() - t0, 1),
     }
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def _grounding(asked: list[tuple[bool, bool]]) -> dict[str, float]:
+    """How well the base model itself grounds the expressions, and refer_p50 split by it."""
+    right = [hit for said, hit in asked if said]
+    wrong = [hit for said, hit in asked if not said]
+    return {"refer_base_position_acc": len(right) / max(1, len(asked)),
+            "refer_p50_base_right": float(np.mean(right)) if right else 0.0,
+            "refer_p50_base_wrong": float(np.mean(wrong)) if wrong else 0.0}
 
 
 def _head_name(head: Any) -> str:

@@ -37,6 +37,9 @@ def test_boxes_and_baselines():
     assert iou((0, 0, 2, 2), (0, 0, 2, 2)) == 1.0 and iou((0, 0, 2, 2), (1, 0, 3, 2)) == pytest.approx(1 / 3)
     assert iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
     assert center_box(64, (10, 20)) == (27, 22, 37, 42)
+    g = pixel_eval._grounding([(True, True), (True, False), (False, False)])
+    assert g == {"refer_base_position_acc": pytest.approx(2 / 3), "refer_p50_base_right": 0.5,
+                 "refer_p50_base_wrong": 0.0}
     w, h = pixel_eval.mean_object_size(n=40)
     assert 10 < w < 30 and 10 < h < 30
 
@@ -49,6 +52,10 @@ def test_evaluate_on_a_tiny_model_returns_every_metric():
     for k in KEYS:
         assert 0.0 <= m[k] <= 1.0
     assert m["n_scenes"] == 2 and m["n_refer"] == 3 and m["seed"] == 1
+    for k in ("refer_base_position_acc", "refer_p50_base_right", "refer_p50_base_wrong"):
+        assert 0.0 <= m[k] <= 1.0
+    by = m["refer_p50_by_objects"]
+    assert sum(1 for _ in by) >= 1 and all(0.0 <= v <= 1.0 for v in by.values())
     assert json.dumps(m)
 
 

@@ -92,7 +92,8 @@ def test_model_card_has_recipe_command_seed_time_and_metrics(tmp_path):
     assert train.main(["pixel", "--quick", "--out", str(out), "--run-dir", str(tmp_path / "run"),
                        "--device", "cpu"]) == 0
     metrics = {"word_in_box": 0.91, "word_in_box_center_baseline": 0.2, "refer_p50": 0.8, "n_scenes": 5,
-               "n_object_words": 40, "n_refer": 10, "seed": 1, "model": "tiny:llava"}
+               "n_object_words": 40, "n_refer": 10, "seed": 1, "model": "tiny:llava",
+               "refer_p50_by_objects": {"1": 1.0, "2": 0.25}}
     (tmp_path / "m.json").write_text(json.dumps(metrics))
     (tmp_path / "t.json").write_text(json.dumps({"word_in_box": 0.7}))
     assert card_main([str(out), str(tmp_path / "m.json"), "--extra", "trace targets", str(tmp_path / "t.json")]) == 0
@@ -100,3 +101,4 @@ def test_model_card_has_recipe_command_seed_time_and_metrics(tmp_path):
     assert "python -m egokit.zoo.train pixel --seed 0" in text and "| `word_in_box` | 0.910 |" in text
     assert "egokit pixel eval --json --seed 1 --n 5" in text and "### trace targets" in text
     assert "wall time" in text and "cpu" in text
+    assert "| `refer_p50_by_objects.2` | 0.250 |" in text and "| `n_refer` | 10 |" in text
