@@ -42,15 +42,21 @@ ABLATIONS: tuple[str, ...] = ("random_heads", "unmasked_fc1")
 @dataclass
 class Settings:
     """Hyper-parameters of the protocol. Every method gets the same data, loss, optimizer (Adam), epochs
-    and batch size; the learning rate is each method's own (`lr`), chosen on a development seed."""
+    and batch size; the learning rate is each method's own (`lr`), chosen on the development seeds 0 and 4
+    (never on the evaluation seeds 1-3): for each method the rate of the grid {1e-4, 3e-4, 1e-3} ({1e-5,
+    3e-5, 1e-4, 3e-4} for full fine-tuning, 3e-3 also tried for LoRA) with the best mean TI + CC over the
+    two seeds. The ablations use LoRSU's rate. Measured (TI + CC, seed 0 / seed 4): lorsu 0.052/0.059,
+    0.230/0.349, 0.139/0.184; lora 0.050/0.074, 0.079/0.125, 0.132/0.182 (3e-3: -0.236/-0.277); spu
+    0.063/0.056, 0.188/0.270, -0.038/0.138; layernorm 0.013/0.060, 0.020/0.076, 0.033/0.061; full
+    0.054/0.068, 0.117/0.133, 0.129/-0.065, -0.142/-0.266."""
 
     shots: int = 5
     seed: int = 1
     epochs: int = 20
     batch_size: int = 32
     lr: dict[str, float] = field(default_factory=lambda: {
-        "lorsu": 1e-3, "random_heads": 1e-3, "unmasked_fc1": 1e-3, "spu": 1e-3,
-        "lora": 1e-3, "full": 1e-4, "layernorm": 1e-3,
+        "lorsu": 3e-4, "random_heads": 3e-4, "unmasked_fc1": 3e-4, "spu": 3e-4,
+        "lora": 1e-3, "full": 3e-5, "layernorm": 3e-4,
     })
     sparsity: float = 0.1
     top_heads: int = 2
