@@ -42,8 +42,8 @@ from egokit.methods.lorsu_modules import (
 from egokit.methods.lorsu_train import SessionData, clip_of, mean_gradients, train, vision_blocks
 
 #: Defaults sized for the micro CLIP (width 128, 4 heads). The paper's README uses rank 64 on width-1024
-#: ViT-L (rank = width/16); rank 8 keeps that ratio here. The learning rate is the one the evaluation
-#: protocol chose on its development seeds (`egokit.methods.lorsu_eval.Settings`).
+#: ViT-L (rank = width/16); rank 8 keeps that ratio here. The learning rate was chosen on development seeds
+#: (the grid and the measurements: `egokit.methods.lorsu_eval.Settings`, whose LoRSU rate is this one).
 DEFAULTS: dict[str, Any] = {"sparsity": 0.1, "top_heads": 2, "rank": 8, "alpha": 8.0, "epochs": 20, "lr": 3e-4}
 
 

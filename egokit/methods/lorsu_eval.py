@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from egokit.errors import InputError
+from egokit.methods.lorsu import DEFAULTS
 from egokit.methods.lorsu_data import (
     SessionSpec,
     TestSet,
@@ -55,7 +56,7 @@ class Settings:
     epochs: int = 20
     batch_size: int = 32
     lr: dict[str, float] = field(default_factory=lambda: {
-        "lorsu": 3e-4, "random_heads": 3e-4, "unmasked_fc1": 3e-4, "spu": 3e-4,
+        "lorsu": DEFAULTS["lr"], "random_heads": DEFAULTS["lr"], "unmasked_fc1": DEFAULTS["lr"], "spu": 3e-4,
         "lora": 1e-3, "full": 3e-5, "layernorm": 3e-4,
     })
     sparsity: float = 0.1

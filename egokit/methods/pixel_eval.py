@@ -172,10 +172,10 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
     with `probe`, also `position_probe`'s two numbers."""
     from tqdm.auto import tqdm
 
+    from egokit.data.captions import position_word
     from egokit.data.shapesworld import ShapesWorld
     from egokit.methods import pixel
-    from egokit.data.captions import position_word
-    from egokit.methods.pixel_targets import CAPTION_PROMPT, caption_words, referring_expressions, refer_prompt
+    from egokit.methods.pixel_targets import CAPTION_PROMPT, caption_words, refer_prompt, referring_expressions
     from egokit.zoo.eval_vlm import caption_score
 
     t0 = time.monotonic()
