@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from egokit.errors import (
+    CapabilityError,
     CaptureError,
     EgokitError,
     ImageError,
@@ -32,6 +33,7 @@ _LAZY = {
     "lorsu": "egokit.methods.lorsu",
     "pixel": "egokit.methods.pixel",
     "sa2vp": "egokit.methods.sa2vp",
+    "explore": "egokit.methods.explore",
 }
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "ImageError",
     "InputError",
     "MemoryFileError",
+    "CapabilityError",
     "ModelLoadError",
     "__version__",
     *_LAZY,

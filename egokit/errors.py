@@ -25,3 +25,7 @@ class CaptureError(EgokitError):
 
 class MemoryFileError(EgokitError):
     """A saved memory or result file is corrupted, truncated, tampered with, or made for another model."""
+
+
+class CapabilityError(EgokitError):
+    """A method was asked to run on a model family that lacks what it needs (e.g. text generation)."""

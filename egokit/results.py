@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from egokit.errors import MemoryFileError
 from egokit.files import write_bytes_atomic
+from egokit.viz.png import ReprPNG
 
 META_KEY = "egokit"
 
@@ -54,3 +55,88 @@ def load_result(path: str | os.PathLike[str], kind: str, version: int,
     if meta.get("version") != version:
         raise MemoryFileError(f"{path} has format version {meta.get('version')}; this kit reads version {version}")
     return tensors, meta
+
+
+class Result(ReprPNG):
+    """Base of every result the kit returns: JSON (`to_dict`), a picture (`to_image`, hence `_repr_png_`),
+    and one safetensors file (`save` / `load`: atomic, versioned, checked, no pickle).
+
+    A subclass sets `FILE_KIND`, `FILE_VERSION` (and `FILE_WHAT`, the name used in messages) and implements
+    `to_dict`, `to_image`, `_file_tensors` / `_file_meta` (what is written) and `_from_file` (how it is read
+    back). Everything else comes from here.
+    """
+
+    FILE_KIND: ClassVar[str] = ""
+    FILE_VERSION: ClassVar[int] = 1
+    FILE_WHAT: ClassVar[str | None] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def _file_meta(self) -> dict[str, Any]:
+        return self.to_dict()
+
+    @classmethod
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this result to one `.safetensors` file at `path`, atomically; return the path."""
+        return save_result(path, self.FILE_KIND, self.FILE_VERSION, self._file_tensors(), self._file_meta())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Any:
+        """Read a file written by `save`; a damaged, foreign or other-version file is a `MemoryFileError`."""
+        tensors, meta = load_result(path, cls.FILE_KIND, cls.FILE_VERSION, cls.FILE_WHAT)
+        try:
+            return cls._from_file(tensors, meta)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            what = cls.FILE_WHAT or cls.FILE_KIND.replace("_", " ")
+            raise MemoryFileError(f"{path} is not a complete {what} file ({type(e).__name__}: {e}); "
+                                  "re-create it") from None
+
+
+class Evaluation(Result):
+    """A method's evaluation: a `Result` whose `metrics()` is the flat dict `egokit <method> eval --json`
+    prints (names → numbers or short strings)."""
+
+    def metrics(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class MetricsEvaluation(Evaluation):
+    """An evaluation that is just its metrics (and the settings it ran with): saved as JSON in the file's
+    metadata, shown as a table picture."""
+
+    FILE_VERSION: ClassVar[int] = 1
+
+    def __init__(self, metrics: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
+        self._metrics = dict(metrics)
+        self.settings = dict(settings or {})
+
+    def metrics(self) -> dict[str, Any]:
+        return dict(self._metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics(), "settings": dict(self.settings)}
+
+    @classmethod
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Any:
+        return cls(meta["metrics"], meta.get("settings"))
+
+    def to_image(self) -> Any:
+        from egokit.viz.table import metrics_table_picture
+
+        return metrics_table_picture(self.metrics(), title=self.FILE_WHAT or self.FILE_KIND.replace("_", " "))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._metrics[key]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._metrics!r})"
+
+
+__all__ = ["META_KEY", "Evaluation", "MetricsEvaluation", "Result", "load_result", "save_result"]

@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from egokit import cli
+from egokit.commands import tour as tour_command
 from egokit.errors import InputError
 
 
@@ -20,7 +21,7 @@ def test_egokit_error_is_one_line_and_nonzero(monkeypatch, capsys):
     def boom(args):
         raise InputError("the caption is empty: pass at least one word")
 
-    monkeypatch.setattr(cli, "_cmd_tour", boom)
+    monkeypatch.setattr(tour_command, "_run", boom)
     assert cli.main(["tour"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "egokit: error: the caption is empty: pass at least one word"
@@ -30,7 +31,7 @@ def test_unexpected_error_has_no_traceback(monkeypatch, capsys):
     def boom(args):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli, "_cmd_tour", boom)
+    monkeypatch.setattr(tour_command, "_run", boom)
     assert cli.main(["tour"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and "--debug" in err and len(err.strip().splitlines()) == 1

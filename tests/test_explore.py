@@ -6,7 +6,7 @@ import torch
 
 from egokit.cli import main
 from egokit.errors import InputError
-from egokit.explore import explore
+from egokit.methods.explore.explorer import explore
 from egokit.models.loading import from_model
 from egokit.models.tiny import build_tiny
 

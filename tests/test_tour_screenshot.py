@@ -48,7 +48,8 @@ class Report:
 def registered_sections() -> list[str]:
     """The keys of every registered tour section, in the order the tour builds them. Asked in a fresh
     interpreter, as `egokit tour` sees them (other tests edit this process's registry)."""
-    code = "from egokit import tour; print(' '.join(b.key for b in tour._builders()))"
+    code = ("from egokit.commands import discover; from egokit.tour.report import _builders; "
+            "print(' '.join(b.key for b in _builders(discover())))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.split()

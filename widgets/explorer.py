@@ -11,7 +11,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from egokit.explore import VIEWS, Exploration, explore
+from egokit.methods.explore.explorer import VIEWS, Exploration, explore
 from egokit.viz.png import to_png_bytes
 
 MEAN = "mean"

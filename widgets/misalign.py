@@ -58,7 +58,7 @@ class MisalignmentViewer(w.VBox, ReprPNG):
             if self._model is None:
                 self.status.value = "<i>no model: this viewer shows a saved result</i>"
                 return
-            from egokit.methods.misalign import score
+            from egokit.methods.misalign.scoring import score
 
             try:
                 self._cache[text] = score(self._model, self._image, text, **self._kwargs)
@@ -91,7 +91,7 @@ class MisalignmentViewer(w.VBox, ReprPNG):
         r = self.current()
         if r is None:
             return
-        from egokit.methods.misalign_render import caption_html
+        from egokit.methods.misalign.render import caption_html
 
         self.words_html.value = caption_html(r)
         if r.image is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from egokit.data.vocab import (
     SIZES,
 )
 from egokit.errors import InputError
+
+if TYPE_CHECKING:
+    from egokit.data.scenes import Scene
 
 #: The kinds of foil: the role of the swapped word.
 FOIL_KINDS: tuple[str, ...] = ("colour", "shape", "pattern", "size", "relation")
@@ -440,3 +443,17 @@ def _existence_question(objects: Sequence[SceneObject], rng: np.random.Generator
         color, shape = _random_np(rng)
     present = any(color in o.colors and o.shape == shape for o in objects)
     return QA(f"is there a {color} {shape} ?", "yes" if present else "no", "yesno")
+
+
+def canonical_order(objects: Sequence[SceneObject]) -> list[SceneObject]:
+    """Objects from left to right (then top to bottom): the order the micro VLM describes them in."""
+    return sorted(objects, key=lambda o: (round(o.center[0], 3), round(o.center[1], 3)))
+
+
+def canonical_caption(scene: Scene, personal: bool = False) -> str:
+    """The scene's caption with objects left to right; `personal`: named objects become their name."""
+    objects = canonical_order(scene.objects)
+    tokens = caption_tokens(objects)
+    if personal:
+        tokens = tuple(personalize(tokens, objects))
+    return " ".join(w.text for w in tokens)

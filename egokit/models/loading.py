@@ -29,9 +29,11 @@ from torch import nn
 
 from egokit.errors import ModelLoadError
 from egokit.models.adapters import IMPORT_ERRORS, Adapter, load_adapters
+from egokit.models.adapters.base import GENERATES_TEXT
+from egokit.models.settings import read_settings
+from egokit.zoo import ZOO_DIR
 
 MICRO_PREFIX = "micro-"
-ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 _DTYPE_NAMES = {
     "float32": torch.float32,
@@ -52,7 +54,9 @@ _DTYPE_NAMES = {
 class LoadedModel:
     """A model, its processor and its family adapter, ready for capture and methods.
 
-    `name` is what was asked for (folder, hub id or micro name); `device` is where inputs go.
+    `name` is what was asked for (folder, hub id or micro name); `device` is where inputs go; `settings`
+    are the checkpoint's own settings per method, from `egokit.json` beside its weights (see
+    `egokit.models.settings`; empty for a hub checkpoint or a model built in memory).
     """
 
     model: nn.Module
@@ -60,7 +64,12 @@ class LoadedModel:
     adapter: Adapter
     name: str
     device: torch.device
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
     _fingerprint: str | None = field(default=None, compare=False)
+
+    def settings_for(self, method: str) -> dict[str, Any]:
+        """This checkpoint's settings for `method` (a copy; {} when it has none)."""
+        return dict(self.settings.get(method, {}))
 
     @property
     def config(self) -> Any:
@@ -317,7 +326,7 @@ def _resolve(name_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> _Source
             raise ModelLoadError(
                 f"the micro model {name!r} is not built yet: it would be the folder {folder} "
                 f"(micro models present: {have}). Build it with "
-                f"`python -m egokit.zoo.train {name.removeprefix(MICRO_PREFIX)}`, "
+                f"`python -m egokit.recipes.train {name.removeprefix(MICRO_PREFIX)}`, "
                 "or pass a folder or a hub id."
             )
         return _folder_source(folder, "micro")
@@ -356,7 +365,7 @@ def _model_class(adapter_cls: type[Adapter]) -> Any:
     auto = getattr(adapter_cls, "auto_class", None)
     if auto is not None:
         return auto
-    if adapter_cls.is_generative:
+    if GENERATES_TEXT in adapter_cls.capabilities:
         from transformers import AutoModelForImageTextToText
 
         return AutoModelForImageTextToText
@@ -438,7 +447,8 @@ def load(
             trust_remote_code=trust_remote_code,
             **hub_kwargs,
         )
-    return _wrap(model, processor, os.fspath(name_or_path), adapter_cls)
+    settings = read_settings(source.where) if source.kind in ("folder", "micro") else {}
+    return _wrap(model, processor, os.fspath(name_or_path), adapter_cls, settings)
 
 
 def _own_cpu_memory(model: nn.Module, alignment: int = 64) -> None:
@@ -454,23 +464,27 @@ def _own_cpu_memory(model: nn.Module, alignment: int = 64) -> None:
                 tensor.data = tensor.data.clone()
 
 
-def _wrap(model: nn.Module, processor: Any, name: str, adapter_cls: type[Adapter]) -> LoadedModel:
+def _wrap(model: nn.Module, processor: Any, name: str, adapter_cls: type[Adapter],
+          settings: dict[str, dict[str, Any]] | None = None) -> LoadedModel:
     from egokit.models.adapters.common import model_device_dtype
 
     device, _ = model_device_dtype(model)
     return LoadedModel(
-        model=model, processor=processor, adapter=adapter_cls(model, processor), name=name, device=device
+        model=model, processor=processor, adapter=adapter_cls(model, processor), name=name, device=device,
+        settings=dict(settings or {}),
     )
 
 
-def from_model(model: nn.Module, processor: Any = None, name: str | None = None) -> LoadedModel:
-    """Wrap a model already in memory (e.g. a tiny one from `egokit.models.tiny`) as a `LoadedModel`."""
+def from_model(model: nn.Module, processor: Any = None, name: str | None = None,
+               settings: dict[str, dict[str, Any]] | None = None) -> LoadedModel:
+    """Wrap a model already in memory (e.g. a tiny one from `egokit.models.tiny`) as a `LoadedModel`;
+    `settings` as in `egokit.json` (method → its settings)."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type is None:
         raise ModelLoadError(f"{type(model).__name__} has no config.model_type: pass a transformers model")
     adapter_cls = _adapter_class({"model_type": model_type}, type(model).__name__, False)
-    return _wrap(model, processor, name or f"<in-memory {type(model).__name__}>", adapter_cls)
+    return _wrap(model, processor, name or f"<in-memory {type(model).__name__}>", adapter_cls, settings)
 
 
 __all__ = [

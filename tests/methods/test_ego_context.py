@@ -10,8 +10,8 @@ import pytest
 import torch
 from test_ego_support import quick_micro_vlm, single_thread, tiny
 
-from egokit.methods.ego_context import Memory, Picture, build, decode, encode_image
-from egokit.methods.ego_format import MICRO
+from egokit.methods.ego.context import Memory, Picture, build, decode, encode_image
+from egokit.methods.ego.formats import MICRO
 
 IMG = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
 
@@ -79,7 +79,7 @@ def test_cached_greedy_decoding_matches_generate(family: str) -> None:
 
 
 def test_micro_prompt_is_what_the_micro_vlm_was_trained_on() -> None:
-    from egokit.zoo.prompting import Slot, assemble, encode
+    from egokit.recipes.prompting import Slot, assemble, encode
 
     lm = quick_micro_vlm()
     enc = encode_image(lm, IMG)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_ego_support import quick_micro_vlm, single_thread
 
-from egokit.methods.ego_eval import check_targets, evaluate, f1_score, held_out_concepts
+from egokit.methods.ego.evaluation import check_targets, evaluate, f1_score, held_out_concepts
 
 KEYS = {
     "selection_precision": {"ego", "uniform", "random"},
@@ -36,8 +36,8 @@ def test_f1() -> None:
 
 
 def test_held_out_concepts_are_test_identities() -> None:
+    from egokit.data.concept_pool import split_concepts
     from egokit.data.shapesworld import ShapesWorld
-    from egokit.zoo.concept_pool import split_concepts
 
     world = ShapesWorld(seed=0, split="test")
     concepts = held_out_concepts(world, seed=3, n=6)

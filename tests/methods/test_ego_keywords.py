@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from egokit.methods.ego_keywords import group_words, keyword_rows, keyword_words
+from egokit.methods.ego.keywords import group_words, keyword_rows, keyword_words
 from egokit.models.text import TINY_WORDS, byte_bpe_tokenizer, word_tokenizer
 
 

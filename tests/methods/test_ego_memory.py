@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from egokit.errors import EgokitError, InputError, MemoryFileError
-from egokit.methods.ego_memory import ConceptMemory, MemoryBank, MemoryView
+from egokit.methods.ego.memory import ConceptMemory, MemoryBank, MemoryView
 
 
 def _memory(name: str, k: int = 3, fp: str = "f" * 16, seed: int = 0, image: bool = True) -> ConceptMemory:
@@ -97,7 +97,7 @@ def test_missing_file_and_newer_schema(tmp_path: Path) -> None:
         MemoryBank.load(tmp_path / "none.bank")
     from safetensors.torch import save_file
 
-    from egokit.methods.ego_memory import FILE_KIND
+    from egokit.methods.ego.memory import FILE_KIND
 
     save_file({"x": torch.zeros(1)}, str(tmp_path / "new.bank"), metadata={"kind": FILE_KIND, "schema": "99"})
     with pytest.raises(MemoryFileError, match="newer"):

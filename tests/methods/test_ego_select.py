@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from egokit.errors import InputError
-from egokit.methods.ego_select import (
+from egokit.methods.ego.select import (
     budget_k,
     coverage_k,
     mask_coverage,

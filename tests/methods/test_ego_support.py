@@ -37,8 +37,8 @@ def quick_micro_vlm() -> Any:
     """An untrained model built by the micro VLM's recipe (quick sizes): its tokenizer, chat template and
     layout are the real micro VLM's, so prompt formats can be checked without the trained checkpoint."""
     from egokit.models.loading import from_model
-    from egokit.zoo.clip_recipe import ClipRecipe, build_clip
-    from egokit.zoo.vlm_recipe import VlmRecipe, build_vlm
+    from egokit.recipes.clip import ClipRecipe, build_clip
+    from egokit.recipes.vlm import VlmRecipe, build_vlm
 
     clip = build_clip(ClipRecipe.quick(0))[0]
     model, processor = build_vlm(VlmRecipe.quick(0), clip)
@@ -46,7 +46,7 @@ def quick_micro_vlm() -> Any:
 
 
 def test_format_detection() -> None:
-    from egokit.methods.ego_format import CHAT, MICRO, format_for
+    from egokit.methods.ego.formats import CHAT, MICRO, format_for
 
     assert format_for(quick_micro_vlm()) is MICRO
     assert format_for(tiny("llava")) is CHAT

@@ -18,10 +18,11 @@ def _one_thread() -> Iterator[None]:
 def test_ego_section_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
-    from egokit.methods import ego_tour
-    from egokit.tour import SECTION_MODULES, TourContext
+    import egokit.commands.ego_tour as ego_tour
+    from egokit.commands import discover
+    from egokit.tour.report import SECTIONS, TourContext
 
-    assert "egokit.methods.ego_tour" in SECTION_MODULES
+    assert not discover() and "ego" in [s.key for s in SECTIONS]
     lm = quick_micro_vlm()
     folder = tmp_path / "model"
     lm.model.save_pretrained(folder)

@@ -1,4 +1,4 @@
-"""egokit.methods.lorsu on a tiny random CLIP (4 vision heads): exact masks, frozen parts bit-identical,
+"""egokit.methods.lorsu.session on a tiny random CLIP (4 vision heads): exact masks, frozen parts bit-identical,
 merging LoRA keeps outputs, the head mask only touches the chosen heads' rows, and the baselines only
 train what they claim to."""
 
@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from egokit.methods import lorsu
-from egokit.methods.lorsu_baselines import METHODS
-from egokit.methods.lorsu_modules import RowLoRALinear, SparseDeltaLinear, install, merge_all
-from egokit.methods.lorsu_train import SessionData, image_embeddings
+import egokit.methods.lorsu.session as lorsu
+from egokit.methods.lorsu.baselines import METHODS
+from egokit.methods.lorsu.modules import RowLoRALinear, SparseDeltaLinear, install, merge_all
+from egokit.methods.lorsu.training import SessionData, image_embeddings
 from egokit.models.tiny import build_tiny
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from egokit.errors import MemoryFileError
-from egokit.methods.lorsu_data import default_sessions
-from egokit.methods.lorsu_eval import Settings, evaluate
-from egokit.methods.lorsu_result import LorsuEvaluation
+from egokit.methods.lorsu.data import default_sessions
+from egokit.methods.lorsu.evaluation import Settings, evaluate
+from egokit.methods.lorsu.result import LorsuEvaluation
 from egokit.models.tiny import build_tiny
 
 

@@ -1,4 +1,4 @@
-"""egokit.methods.misalign on tiny random CLIPs: the attribution equals a direct autograd computation of the
+"""egokit.methods.misalign.scoring on tiny random CLIPs: the attribution equals a direct autograd computation of the
 formula (eager attention, output_attentions, retain_grad — no capture engine), variants, batching, bad input."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 import egokit
+import egokit.methods.misalign.scoring as misalign
 from egokit.data.shapesworld import ShapesWorld
 from egokit.errors import ImageError, InputError
-from egokit.methods import misalign
-from egokit.methods.misalign_inputs import PAPER_TEMPLATE, default_template
+from egokit.methods.misalign.inputs import PAPER_TEMPLATE, default_template
 from egokit.models.tiny import build_tiny
 
 TEXT_LAYERS = 4

@@ -11,8 +11,14 @@ from PIL import Image
 from egokit import cli
 from egokit.data.captions import FOIL_KINDS
 from egokit.data.shapesworld import ShapesWorld
-from egokit.methods.misalign_eval import average_precision, foil_set, localisation, multi_foil_set, word_prf
-from egokit.methods.misalign_result import MisalignmentResult
+from egokit.methods.misalign.evaluation import (
+    average_precision,
+    foil_set,
+    localisation,
+    multi_foil_set,
+    word_prf,
+)
+from egokit.methods.misalign.result import MisalignmentResult
 from egokit.models.tiny import build_tiny
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+import egokit.methods.misalign.scoring as misalign
 from egokit.errors import MemoryFileError
-from egokit.methods import misalign
-from egokit.methods.misalign_result import MisalignmentResult
+from egokit.methods.misalign.result import MisalignmentResult
 from egokit.models.tiny import build_tiny
 
 PNG = b"\x89PNG\r\n\x1a\n"

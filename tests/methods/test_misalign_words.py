@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import CLIPProcessor
 
-from egokit.methods import misalign
-from egokit.methods.misalign_inputs import PAPER_TEMPLATE
-from egokit.methods.misalign_words import (
+import egokit.methods.misalign.scoring as misalign
+from egokit.methods.misalign.inputs import PAPER_TEMPLATE
+from egokit.methods.misalign.words import (
     flag_below,
     merge_to_words,
     most_negative,

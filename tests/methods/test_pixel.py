@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import egokit
+import egokit.methods.pixel.locate as pixel
 from egokit.data.shapesworld import ShapesWorld
 from egokit.errors import InputError, MemoryFileError, ModelLoadError
-from egokit.methods import pixel
-from egokit.methods.pixel_head import FeatureTap, PointHead, box_from_points, decoder_layers
+from egokit.methods.pixel.head import FeatureTap, PointHead, box_from_points, decoder_layers
 from egokit.models.loading import from_model
 from egokit.models.tiny import build_tiny
 
@@ -193,7 +194,7 @@ def test_result_save_load_and_pictures(tiny, scene, tmp_path):
 
 
 def test_egokit_pixel_is_the_public_module():
-    assert egokit.pixel is pixel
+    assert egokit.pixel is sys.modules["egokit.methods.pixel"]
     for name in ("PointHead", "localize", "refer", "load_head", "evaluate", "PixelResult"):
         assert hasattr(egokit.pixel, name)
 

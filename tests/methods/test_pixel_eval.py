@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
+import egokit.methods.pixel.evaluation as pixel_eval
 from egokit import cli
 from egokit.data.shapesworld import ShapesWorld
-from egokit.methods import pixel_eval
-from egokit.methods.pixel_eval import center_box, inside, iou, match_phrases, noun_phrases, object_words
-from egokit.methods.pixel_head import PointHead
-from egokit.methods.pixel_targets import canonical_objects
-from egokit.methods.pixel_train import load_base
+from egokit.methods.pixel.evaluation import center_box, inside, iou, match_phrases, noun_phrases, object_words
+from egokit.methods.pixel.head import PointHead
+from egokit.methods.pixel.targets import canonical_objects
+from egokit.methods.pixel.training import load_base
 
 KEYS = ("word_in_box", "word_in_box_center_baseline", "refer_p50", "refer_p50_center_baseline",
         "caption_attr_acc_with_head", "caption_attr_acc_without_head")
@@ -60,7 +60,7 @@ def test_evaluate_on_a_tiny_model_returns_every_metric():
 
 
 def test_cli_pixel_commands(tmp_path, capsys, monkeypatch):
-    from egokit.methods import pixel_cli
+    import egokit.commands.pixel as pixel_cli
 
     base = load_base("tiny:llava", torch.device("cpu"))
     head = PointHead(32, hidden=16, meta={"base_fingerprint": base.fingerprint()})

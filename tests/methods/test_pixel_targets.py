@@ -7,8 +7,8 @@ import pytest
 
 from egokit.data.shapesworld import ShapesWorld
 from egokit.errors import InputError
-from egokit.methods.pixel_eval import inside
-from egokit.methods.pixel_targets import (
+from egokit.methods.pixel.evaluation import inside
+from egokit.methods.pixel.targets import (
     box_targets,
     canonical_objects,
     caption_example,

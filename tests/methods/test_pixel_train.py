@@ -1,4 +1,4 @@
-"""The point head's recipe: `python -m egokit.zoo.train pixel --quick` end to end, resume, batches, learning."""
+"""The point head's recipe: `python -m egokit.recipes.train pixel --quick` end to end, resume, batches, learning."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ import json
 import numpy as np
 import torch
 
+import egokit.methods.pixel.locate as pixel
+import egokit.recipes.train as train
 from egokit.data.shapesworld import ShapesWorld
-from egokit.methods import pixel
-from egokit.methods.pixel_head import PointHead
-from egokit.methods.pixel_train import IGNORE, Collator, PixelRecipe, batch_losses, load_base, make_examples
-from egokit.zoo import train
+from egokit.methods.pixel.head import PointHead
+from egokit.methods.pixel.training import (
+    IGNORE,
+    Collator,
+    PixelRecipe,
+    batch_losses,
+    load_base,
+    make_examples,
+)
 
 
 def test_quick_recipe_trains_resumes_and_ships_a_loadable_head(tmp_path, capsys):
@@ -86,7 +93,7 @@ def test_the_point_loss_trains_the_head():
 
 
 def test_model_card_has_recipe_command_seed_time_and_metrics(tmp_path):
-    from egokit.methods.pixel_card import main as card_main
+    from egokit.recipes.pixel_card import main as card_main
 
     out = tmp_path / "micro-pixel"
     assert train.main(["pixel", "--quick", "--out", str(out), "--run-dir", str(tmp_path / "run"),
@@ -98,7 +105,7 @@ def test_model_card_has_recipe_command_seed_time_and_metrics(tmp_path):
     (tmp_path / "t.json").write_text(json.dumps({"word_in_box": 0.7}))
     assert card_main([str(out), str(tmp_path / "m.json"), "--extra", "trace targets", str(tmp_path / "t.json")]) == 0
     text = (out / "README.md").read_text()
-    assert "python -m egokit.zoo.train pixel --seed 0" in text and "| `word_in_box` | 0.910 |" in text
+    assert "python -m egokit.recipes.train pixel --seed 0" in text and "| `word_in_box` | 0.910 |" in text
     assert "egokit pixel eval --json --seed 1 --n 5" in text and "### trace targets" in text
     assert "wall time" in text and "cpu" in text
     assert "| `refer_p50_by_objects.2` | 0.250 |" in text and "| `n_refer` | 10 |" in text

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from egokit.errors import InputError
-from egokit.methods.sa2vp_attention import (
+from egokit.methods.sa2vp.attention import (
     global_attention,
     local_attention,
     masked_attention,

@@ -9,8 +9,8 @@ import torch
 
 from egokit.cli import main
 from egokit.errors import MemoryFileError
-from egokit.methods.sa2vp_eval import ABLATIONS, METHODS
-from egokit.methods.sa2vp_result import PromptChangeMaps, SA2VPEvalResult
+from egokit.methods.sa2vp.evaluation import ABLATIONS, METHODS
+from egokit.methods.sa2vp.result import PromptChangeMaps, SA2VPEvalResult
 from egokit.models.tiny import build_tiny
 
 
@@ -79,12 +79,13 @@ def test_result_files_are_checked(tmp_path, quick_run):
 def test_tour_section_is_registered_and_its_short_run_works(one_thread):
     from dataclasses import replace
 
-    import egokit.methods.sa2vp_tour as tour_module
-    from egokit.methods.sa2vp_eval import EvalSettings
+    import egokit.commands.sa2vp_tour as tour_module
+    from egokit.commands import discover
+    from egokit.methods.sa2vp.evaluation import EvalSettings
     from egokit.models.loading import from_model
-    from egokit.tour import SECTION_MODULES, SECTIONS
+    from egokit.tour.report import SECTIONS
 
-    assert "egokit.methods.sa2vp_tour" in SECTION_MODULES
+    assert not discover()
     assert "sa2vp" in [s.key for s in SECTIONS]
     model, processor = build_tiny("clip")
     settings = replace(EvalSettings.quick(), tasks=(tour_module.TOUR_TASK,), ablations=False)

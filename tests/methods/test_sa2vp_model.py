@@ -16,11 +16,11 @@ from transformers import (
 )
 
 from egokit.errors import InputError
-from egokit.methods.sa2vp import SA2VP, cross_attend, prompt_change_maps, sa2vp_param_count
-from egokit.methods.sa2vp_train import TrainSettings, fit
-from egokit.methods.vit_parts import vit_parts
-from egokit.methods.vpt import VPT, LinearProbe, matching_vpt_length, vpt_param_count
+from egokit.methods.sa2vp.model import SA2VP, cross_attend, prompt_change_maps, sa2vp_param_count
+from egokit.methods.sa2vp.training import TrainSettings, fit
+from egokit.methods.sa2vp.vpt import VPT, LinearProbe, matching_vpt_length, vpt_param_count
 from egokit.models.tiny import build_tiny
+from egokit.models.vit_parts import vit_parts
 
 KW = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
       "num_attention_heads": 2}

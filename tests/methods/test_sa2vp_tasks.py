@@ -7,7 +7,7 @@ import pytest
 
 from egokit.data.scenes import Scene, SceneObject
 from egokit.data.vocab import COLORS
-from egokit.methods.sa2vp_tasks import CELLS, SPATIAL_TASKS, TASKS, TEST_SEED_OFFSET, cell_of, get_task
+from egokit.methods.sa2vp.tasks import CELLS, SPATIAL_TASKS, TASKS, TEST_SEED_OFFSET, cell_of, get_task
 
 
 def _obj(color: str, center: tuple[float, float], extent: int = 12, shape: str = "square") -> SceneObject:

@@ -82,7 +82,7 @@ def test_keyword_picker_memory_and_static_twin(picker) -> None:
 def test_token_heatmap_from_a_look() -> None:
     from egokit.widgets import TokenHeatmap
 
-    from egokit.methods import ego
+    import egokit.methods.ego.personalize as ego
 
     look = ego.look_at(_model(), REF, description="a red circle .")
     view = TokenHeatmap(look)

@@ -7,9 +7,9 @@ from unittest import mock
 import pytest
 from egokit.widgets import MisalignmentViewer
 
+import egokit.methods.misalign.scoring as misalign
 from egokit.data.shapesworld import ShapesWorld
 from egokit.errors import InputError
-from egokit.methods import misalign
 from egokit.models.tiny import build_tiny
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -8,11 +8,11 @@ import pytest
 import torch
 from egokit.widgets import WordLocator
 
+import egokit.methods.pixel.locate as pixel
 from egokit.data.shapesworld import ShapesWorld
 from egokit.errors import InputError
-from egokit.methods import pixel
-from egokit.methods.pixel_head import PointHead
-from egokit.methods.pixel_train import load_base
+from egokit.methods.pixel.head import PointHead
+from egokit.methods.pixel.training import load_base
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

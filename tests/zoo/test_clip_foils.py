@@ -1,4 +1,4 @@
-"""Stage two of the micro-CLIP recipe: tuning on foils (`egokit.zoo.clip_foils`)."""
+"""Stage two of the micro-CLIP recipe: tuning on foils (`egokit.recipes.clip_foils`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import egokit.training as runtime
 from egokit.errors import InputError
-from egokit.zoo import runtime
-from egokit.zoo.clip_foils import foil_loss, foil_texts, tune_on_foils
-from egokit.zoo.clip_recipe import FOIL_KEYS, ClipData, ClipRecipe, _jsonable, build_clip
+from egokit.recipes.clip import FOIL_KEYS, ClipData, ClipRecipe, _jsonable, build_clip
+from egokit.recipes.clip_foils import foil_loss, foil_texts, tune_on_foils
 
 
 def test_foil_loss_is_cross_entropy_over_each_images_caption_and_its_foils():
@@ -73,7 +73,7 @@ def test_stage_two_with_vision_from_tunes_only_the_upper_vision_layers():
 
 
 def test_train_cli_runs_stage_two_after_a_saved_stage_one(tmp_path, capsys):
-    from egokit.zoo import train
+    import egokit.recipes.train as train
 
     common = ["clip", "--quick", "--out", str(tmp_path / "clip"), "--run-dir", str(tmp_path / "run"), "--threads", "1"]
     assert train.main(common) == 0

@@ -10,9 +10,9 @@ from transformers import LlavaForConditionalGeneration
 import egokit
 from egokit.data.shapesworld import ShapesWorld
 from egokit.models.tiny.llava import build
-from egokit.zoo.clip_recipe import to_pixels
-from egokit.zoo.prompting import Slot, assemble, encode, image_features
-from egokit.zoo.vlm_infer import decode, next_token_logits
+from egokit.recipes.clip import to_pixels
+from egokit.recipes.prompting import Slot, assemble, encode, image_features
+from egokit.recipes.vlm_infer import decode, next_token_logits
 
 
 def _inputs(processor, image: np.ndarray, question: str):

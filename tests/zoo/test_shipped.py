@@ -12,11 +12,11 @@ import egokit
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import COLORS
 from egokit.models.loading import ZOO_DIR
-from egokit.zoo.clip_texts import zero_shot_prompts
-from egokit.zoo.eval_clip import embed_images, embed_texts
-from egokit.zoo.prompting import image_features
-from egokit.zoo.vlm_infer import generate, next_token_logits
-from egokit.zoo.vlm_tasks import intro, presence_question
+from egokit.recipes.clip_texts import zero_shot_prompts
+from egokit.recipes.eval_clip import embed_images, embed_texts
+from egokit.recipes.prompting import image_features
+from egokit.recipes.vlm_infer import generate, next_token_logits
+from egokit.recipes.vlm_tasks import intro, presence_question
 
 TEST = ShapesWorld(seed=0, split="test", holdout="default")
 
@@ -42,7 +42,7 @@ def test_shipped_folders_are_small_fp16_with_cards():
         config = json.loads((folder / "config.json").read_text())
         assert config["dtype"] == "float16"
         card = (folder / "README.md").read_text()
-        assert "python -m egokit.zoo.train" in card and "zoo eval" in card
+        assert "python -m egokit.recipes.train" in card and "zoo eval" in card
         total += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert total <= 30e6
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from egokit.data.caption_scoring import caption_score, parse_phrases
+from egokit.data.concept_pool import split_concepts
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import NAME_POOL, WORDS
-from egokit.zoo.clip_texts import match_matrix, sample_text, zero_shot_prompts
-from egokit.zoo.concept_pool import split_concepts
-from egokit.zoo.eval_vlm import _f1, caption_score, parse_phrases
-from egokit.zoo.patch_targets import TARGET_CLASSES, patch_targets
-from egokit.zoo.vlm_tasks import (
+from egokit.recipes.clip_texts import match_matrix, sample_text, zero_shot_prompts
+from egokit.recipes.eval_vlm import _f1
+from egokit.recipes.patch_targets import TARGET_CLASSES, patch_targets
+from egokit.recipes.vlm_tasks import (
     Mixture,
     Visual,
     canonical_caption,

@@ -1,4 +1,4 @@
-"""`python -m egokit.zoo.train clip|vlm --quick` runs end to end in seconds and writes loadable folders."""
+"""`python -m egokit.recipes.train clip|vlm --quick` runs end to end in seconds and writes loadable folders."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import torch
 
 import egokit
-from egokit.zoo import train
+import egokit.recipes.train as train
 
 
 def test_quick_clip_then_vlm_train_resume_and_load(tmp_path, capsys):
@@ -39,7 +39,7 @@ def test_quick_clip_then_vlm_train_resume_and_load(tmp_path, capsys):
         assert train.main(["vlm", "--quick", "--steps", steps, "--clip", str(clip_dir), "--out", str(vlm_dir),
                            "--run-dir", str(tmp_path / "run-vlm"), "--device", "cpu"]) == 0
     assert json.loads((vlm_dir / "training.json").read_text())["segments"] == [[0, 2], [2, 3], [3, 4]]
-    from egokit.zoo.cards import write_card
+    from egokit.recipes.cards import write_card
 
     card = write_card(vlm_dir, "vlm", {"vlm.vqa_acc": 0.5}).read_text()
     assert "--steps 2`" in card and "default recipe" not in card and "--steps 4` (resumes at step 3)" in card

@@ -1,7 +1,22 @@
-"""What every model family's adapter knows: where the parts are, and where the visual tokens are.
+"""What every model family's adapter knows: where the parts are, what the family can do, and where the
+visual tokens are.
 
 An adapter wraps one loaded transformers model and its processor. Adding a family is one small subclass
 of `Adapter` registered with `@register_adapter`, plus a tiny-config test (see `egokit.models.tiny`).
+Most of what a family declares is data:
+
+- `paths`: where each *part* is, as attribute paths from the loaded model (first that exists wins, so
+  one entry covers the layouts of several transformers versions). Part names: "vision" (the vision
+  transformer), "vision_blocks", "projector" (VLM) or "image_projection" (dual encoder), "text" and
+  "text_blocks" (dual encoder), "text_embeddings" (the text encoder's token embedding), "language" (the
+  decoder language model) and "language_blocks" (VLM). Methods ask `adapter.module(part)` and never
+  name a path.
+- `block_paths`: inside one vision block, where "attention", "q", "k", "v", "out", "fc1", "fc2",
+  "norm1" and "norm2" are (methods that wrap or tune a ViT use `adapter.block_module(i, name)`).
+- `capabilities`: what methods may rely on (`GENERATES_TEXT`, `DUAL_ENCODER`, `SOFT_VISUAL_TOKENS`,
+  `WRAPPABLE_VIT`); a method calls `adapter.require(capability, "its name")`, one clear error if missing.
+- `rope`: "1d" (ordinary positions), "mrope" (Qwen2-VL's 3-D positions) or "none".
+
 Nothing here hard-codes token counts: the layout of visual tokens is derived from the config and from
 what the processor produced (`input_ids`, `image_grid_thw`, `image_sizes`, ...).
 """
@@ -13,6 +28,45 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from egokit.errors import CapabilityError, ModelLoadError
+
+#: the family generates text (a VLM with a language model head)
+GENERATES_TEXT = "generates text"
+#: image and text embeddings in one joint space (CLIP, SigLIP)
+DUAL_ENCODER = "dual encoder"
+#: takes projected visual tokens as input embeddings between text pieces (memories, soft prompts)
+SOFT_VISUAL_TOKENS = "soft visual tokens in context"
+#: a ViT vision tower with the pre-norm block layout of `block_paths` that a method can wrap or tune
+WRAPPABLE_VIT = "wrappable ViT vision tower"
+CAPABILITIES = (GENERATES_TEXT, DUAL_ENCODER, SOFT_VISUAL_TOKENS, WRAPPABLE_VIT)
+
+#: the block layout of CLIP-style vision encoders (CLIP, SigLIP; LLaVA's and PaliGemma's towers)
+CLIP_BLOCK_PATHS: dict[str, tuple[str, ...]] = {
+    "attention": ("self_attn",),
+    "q": ("self_attn.q_proj",),
+    "k": ("self_attn.k_proj",),
+    "v": ("self_attn.v_proj",),
+    "out": ("self_attn.out_proj",),
+    "fc1": ("mlp.fc1",),
+    "fc2": ("mlp.fc2",),
+    "norm1": ("layer_norm1",),
+    "norm2": ("layer_norm2",),
+}
+
+
+def find_path(root: Any, paths: tuple[str, ...]) -> tuple[str, Any] | None:
+    """The first of `paths` (dotted attribute paths) that exists under `root`, and what it leads to."""
+    for path in paths:
+        found = root
+        try:
+            for name in path.split("."):
+                found = getattr(found, name)
+        except AttributeError:
+            continue
+        if found is not None:
+            return path, found
+    return None
 
 
 @dataclass
@@ -53,11 +107,81 @@ class Adapter:
     model_types: ClassVar[tuple[str, ...]] = ()
     parts: ClassVar[tuple[str, ...]] = ("language", "vision")
     default_part: ClassVar[str] = "language"
-    is_generative: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[str]] = frozenset({GENERATES_TEXT, SOFT_VISUAL_TOKENS})
+    paths: ClassVar[dict[str, tuple[str, ...]]] = {}
+    block_paths: ClassVar[dict[str, tuple[str, ...]]] = CLIP_BLOCK_PATHS
+    rope: ClassVar[str] = "1d"
 
     def __init__(self, model: nn.Module, processor: Any = None) -> None:
         self.model = model
         self.processor = processor
+
+    # -- capabilities ----------------------------------------------------------------------------------
+    @property
+    def is_generative(self) -> bool:
+        return GENERATES_TEXT in self.capabilities
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def require(self, capability: str, needed_by: str) -> None:
+        """Raise `CapabilityError` naming `capability` when this family lacks it."""
+        if capability not in self.capabilities:
+            have = ", ".join(sorted(self.capabilities)) or "none"
+            raise CapabilityError(f"{needed_by} needs a model with the capability {capability!r}; the "
+                                  f"{self.family} family has: {have}. Pick a model of another family.")
+
+    # -- parts -----------------------------------------------------------------------------------------
+    def module(self, part: str) -> nn.Module:
+        """The module of one part (see the module docstring for the names), found through `paths`."""
+        candidates = self.paths.get(part)
+        found = find_path(self.model, candidates) if candidates else None
+        if found is None:
+            if candidates is None:
+                raise CapabilityError(f"the {self.family} family has no part {part!r} (it has: "
+                                      f"{', '.join(sorted(self.paths)) or 'none'})")
+            raise ModelLoadError(f"a {type(self.model).__name__} has none of {', '.join(candidates)} for its "
+                                 f"{part!r}: this transformers version lays the model out differently; add the "
+                                 f"path to the {self.family} family's `paths`")
+        return found[1]
+
+    def module_name(self, part: str) -> str:
+        """The dotted name of a part under the model (as `model.named_modules()` spells it)."""
+        self.module(part)
+        found = find_path(self.model, self.paths[part])
+        assert found is not None
+        return found[0]
+
+    def block_module(self, block: nn.Module, name: str) -> nn.Module:
+        """A named piece ("q", "fc1", "norm1", ...) of one vision block, found through `block_paths`."""
+        candidates = self.block_paths.get(name, ())
+        found = find_path(block, candidates)
+        if found is None:
+            raise ModelLoadError(f"a {type(block).__name__} has none of {', '.join(candidates) or '(no paths)'} "
+                                 f"for its {name!r}; add the path to the {self.family} family's `block_paths`")
+        return found[1]
+
+    def block_module_names(self, part: str, names: tuple[str, ...]) -> list[str]:
+        """Full dotted names (under the model) of pieces `names` in every block of `part` ("vision_blocks")."""
+        prefix = self.module_name(part)
+        out = []
+        for i, block in enumerate(self.module(part)):
+            for name in names:
+                path = next(p for p in self.block_paths[name] if find_path(block, (p,)) is not None)
+                out.append(f"{prefix}.{i}.{path}")
+        return out
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self.module("vision")
+
+    @property
+    def projector(self) -> nn.Module:
+        return self.module("projector")
+
+    @property
+    def language_model(self) -> nn.Module:
+        return self.module("language")
 
     # -- structure -------------------------------------------------------------------------------------
     def attention_modules(self, part: str | None = None) -> list[nn.Module]:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import Adapter, ImageTokens, register_adapter
+from egokit.models.adapters.base import DUAL_ENCODER, WRAPPABLE_VIT, Adapter, ImageTokens, register_adapter
 from egokit.models.adapters.common import (
     attention_stack,
     group_images,
@@ -47,7 +47,16 @@ class ClipAdapter(Adapter):
     model_types: ClassVar[tuple[str, ...]] = ("clip",)
     parts: ClassVar[tuple[str, ...]] = ("text", "vision")
     default_part: ClassVar[str] = "vision"
-    is_generative: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[str]] = frozenset({DUAL_ENCODER, WRAPPABLE_VIT})
+    rope: ClassVar[str] = "none"
+    paths: ClassVar[dict[str, tuple[str, ...]]] = {
+        "vision": ("vision_model",),
+        "vision_blocks": ("vision_model.encoder.layers",),
+        "image_projection": ("visual_projection",),
+        "text": ("text_model",),
+        "text_blocks": ("text_model.encoder.layers",),
+        "text_embeddings": ("text_model.embeddings.token_embedding",),
+    }
     #: tokens before the patches in the vision sequence (CLIP's class token)
     vision_prefix_tokens: ClassVar[int] = 1
     #: padding used for captions ("max_length" for SigLIP, trained with fixed-length text)
@@ -59,7 +68,7 @@ class ClipAdapter(Adapter):
         part = part or self.default_part
         if part not in self.parts:
             raise InputError(f"{self.family} has parts {', '.join(self.parts)}, not {part!r}")
-        return getattr(self.model, f"{part}_model")
+        return self.module(part)
 
     def attention_modules(self, part: str | None = None) -> list[nn.Module]:
         return attention_stack(self.encoder(part))
@@ -150,14 +159,14 @@ class ClipAdapter(Adapter):
     # -- features --------------------------------------------------------------------------------------
     def patch_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, N, D) last hidden states of the patch tokens (class token removed)."""
-        out = self.model.vision_model(pixel_values=pixel_values)
+        out = self.module("vision")(pixel_values=pixel_values)
         return out.last_hidden_state[:, self.vision_prefix_tokens :]
 
     def image_features(self, inputs: Any) -> list[torch.Tensor]:
         """Per-patch embeddings in the joint space, (N, projection_dim) per image (see module docstring)."""
         states = self.patch_states(inputs["pixel_values"])
-        vision = self.model.vision_model
-        feats = self.model.visual_projection(vision.post_layernorm(states))
+        vision = self.module("vision")
+        feats = self.module("image_projection")(vision.post_layernorm(states))
         return list(feats)
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import ImageTokens, register_adapter
+from egokit.models.adapters.base import GENERATES_TEXT, SOFT_VISUAL_TOKENS, ImageTokens, register_adapter
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
 
@@ -51,24 +51,17 @@ class Idefics3Adapter(VLMAdapter):
     parts = ("language", "vision")
     default_part = "language"
 
+    capabilities = frozenset({GENERATES_TEXT, SOFT_VISUAL_TOKENS})
+    #: the projector is the connector (pixel shuffle + linear): its output rows are the image tokens' input embeddings
+    paths = {
+        "vision": ("model.vision_model", "vision_model"),
+        "vision_blocks": ("model.vision_model.encoder.layers", "vision_model.encoder.layers"),
+        "projector": ("model.connector", "connector"),
+        "language": ("model.text_model", "text_model"),
+        "language_blocks": ("model.text_model.layers", "text_model.layers"),
+    }
+
     # -- structure -------------------------------------------------------------------------------------
-    @property
-    def base(self) -> nn.Module:
-        """The `Idefics3Model` / `SmolVLMModel` inside the generation head."""
-        return getattr(self.model, "model", self.model)
-
-    @property
-    def vision_tower(self) -> nn.Module:
-        return self.base.vision_model
-
-    @property
-    def projector(self) -> nn.Module:
-        """The connector (pixel shuffle + linear): its output rows are the image tokens' input embeddings."""
-        return self.base.connector
-
-    @property
-    def language_model(self) -> nn.Module:
-        return self.base.text_model
 
     def attention_modules(self, part: str | None = None) -> list[nn.Module]:
         part = part or self.default_part

@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import Adapter, ImageTokens, register_adapter
+from egokit.models.adapters.base import (
+    GENERATES_TEXT,
+    SOFT_VISUAL_TOKENS,
+    WRAPPABLE_VIT,
+    Adapter,
+    ImageTokens,
+    register_adapter,
+)
 from egokit.models.adapters.common import (
     attention_stack,
     chat_prompt,
@@ -47,24 +54,19 @@ class LlavaAdapter(Adapter):
     model_types: ClassVar[tuple[str, ...]] = ("llava",)
     parts: ClassVar[tuple[str, ...]] = ("language", "vision")
     default_part: ClassVar[str] = "language"
-    is_generative: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[str]] = frozenset({GENERATES_TEXT, SOFT_VISUAL_TOKENS, WRAPPABLE_VIT})
+    paths: ClassVar[dict[str, tuple[str, ...]]] = {
+        "vision": ("model.vision_tower", "vision_tower"),
+        "vision_blocks": ("model.vision_tower.vision_model.encoder.layers", "vision_tower.vision_model.encoder.layers"),
+        "projector": ("model.multi_modal_projector", "multi_modal_projector"),
+        "language": ("model.language_model", "language_model"),
+        "language_blocks": ("model.language_model.layers", "language_model.layers"),
+    }
 
     # -- structure -------------------------------------------------------------------------------------
     @property
     def config(self) -> Any:
         return self.model.config
-
-    @property
-    def vision_tower(self) -> nn.Module:
-        return submodule(self.model, "model.vision_tower", "vision_tower")
-
-    @property
-    def projector(self) -> nn.Module:
-        return submodule(self.model, "model.multi_modal_projector", "multi_modal_projector")
-
-    @property
-    def language_model(self) -> nn.Module:
-        return submodule(self.model, "model.language_model", "language_model")
 
     def attention_modules(self, part: str | None = None) -> list[nn.Module]:
         part = part or self.default_part

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import ImageTokens, register_adapter
+from egokit.models.adapters.base import GENERATES_TEXT, ImageTokens, register_adapter
 from egokit.models.adapters.common import feature_list
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
@@ -34,24 +34,18 @@ class PaliGemmaAdapter(VLMAdapter):
     parts = ("language", "vision")
     default_part = "language"
 
+    #: no SOFT_VISUAL_TOKENS: its images must come first, before any text, in a bidirectional prefix, so
+    #: visual tokens placed between text pieces are read causally and the model cannot use them
+    capabilities = frozenset({GENERATES_TEXT})
+    paths = {
+        "vision": ("model.vision_tower", "vision_tower"),
+        "vision_blocks": ("model.vision_tower.vision_model.encoder.layers", "vision_tower.vision_model.encoder.layers"),
+        "projector": ("model.multi_modal_projector", "multi_modal_projector"),
+        "language": ("model.language_model", "language_model"),
+        "language_blocks": ("model.language_model.layers", "language_model.layers"),
+    }
+
     # -- structure -------------------------------------------------------------------------------------
-    @property
-    def base(self) -> nn.Module:
-        """The `PaliGemmaModel` inside the generation head."""
-        return getattr(self.model, "model", self.model)
-
-    @property
-    def vision_tower(self) -> nn.Module:
-        return self.base.vision_tower
-
-    @property
-    def projector(self) -> nn.Module:
-        """The linear projector: its output rows are the image tokens' input embeddings."""
-        return self.base.multi_modal_projector
-
-    @property
-    def language_model(self) -> nn.Module:
-        return self.base.language_model
 
     def attention_modules(self, part: str | None = None) -> list[nn.Module]:
         part = part or self.default_part

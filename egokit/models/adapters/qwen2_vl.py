@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import ImageTokens, register_adapter
+from egokit.models.adapters.base import GENERATES_TEXT, SOFT_VISUAL_TOKENS, ImageTokens, register_adapter
 from egokit.models.adapters.common import feature_list
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
@@ -32,31 +32,25 @@ class Qwen2VLAdapter(VLMAdapter):
     parts = ("language", "vision")
     default_part = "language"
 
+    capabilities = frozenset({GENERATES_TEXT, SOFT_VISUAL_TOKENS})
+    rope = "mrope"
+    #: the projector is the patch merger: its output rows are the image tokens' input embeddings
+    paths = {
+        "vision": ("model.visual", "visual"),
+        "vision_blocks": ("model.visual.blocks", "visual.blocks"),
+        "projector": ("model.visual.merger", "visual.merger"),
+        "language": ("model.language_model", "language_model"),
+        "language_blocks": ("model.language_model.layers", "language_model.layers"),
+    }
+    block_paths = {"attention": ("attn",)}
+
     # -- structure -------------------------------------------------------------------------------------
-    @property
-    def base(self) -> nn.Module:
-        """The `Qwen2VLModel` / `Qwen2_5_VLModel` inside the generation head."""
-        return getattr(self.model, "model", self.model)
-
-    @property
-    def vision_tower(self) -> nn.Module:
-        return self.base.visual
-
-    @property
-    def projector(self) -> nn.Module:
-        """The patch merger: its output rows are the image tokens' input embeddings."""
-        return self.base.visual.merger
-
-    @property
-    def language_model(self) -> nn.Module:
-        return self.base.language_model
-
     def attention_modules(self, part: str | None = None) -> list[nn.Module]:
         part = part or self.default_part
         if part == "language":
-            return [layer.self_attn for layer in self.language_model.layers]
+            return [layer.self_attn for layer in self.module("language_blocks")]
         if part == "vision":
-            return [block.attn for block in self.vision_tower.blocks]
+            return [block.attn for block in self.module("vision_blocks")]
         raise InputError(f"{self.family} has no {part!r} part; choose one of {', '.join(self.parts)}")
 
     @property

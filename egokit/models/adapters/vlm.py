@@ -27,6 +27,11 @@ class VLMAdapter(Adapter):
     """Shared input handling; see the module docstring."""
 
     @property
+    def base(self) -> Any:
+        """The base model inside the generation head (`model.model`), where `get_image_features` lives."""
+        return getattr(self.model, "model", self.model)
+
+    @property
     def config(self) -> Any:
         return self.model.config
 

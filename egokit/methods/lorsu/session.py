@@ -1,0 +1,242 @@
+"""LoRSU: fix an imperfect CLIP vision encoder with sparse, structured updates (one continual session).
+
+Panos et al., "Efficient Few-Shot Continual Learning in Vision-Language Models" (TMLR 2025). In one
+session, on the vision side only (text encoder, text projection and temperature frozen):
+
+1. the mean gradient of the CLIP contrastive loss (image vs class caption) over the session's data;
+2. MLP: in every block's fc1, the top `sparsity` fraction of individual weights by |mean gradient|
+   (exactly ``round(sparsity · numel)`` entries) is trainable, nothing else of that matrix;
+3. heads: score = squared norm of the head's q, k and v mean-gradient rows; the `top_heads` best
+   heads per block are chosen;
+4. a masked LoRA on q_proj, k_proj and v_proj that changes only the chosen heads' output rows;
+   the q/k/v biases are trainable; a plain LoRA on the visual projection;
+5. Adam for `epochs` passes; then every update is merged into the weights, so the next session starts
+   from the merged model with fresh masks.
+
+    lm = egokit.load("micro-clip")
+    report = egokit.lorsu.update(lm, session_data)        # changes lm.model's vision encoder in place
+    report.heads            # chosen heads per block;  report.fc1_chosen: chosen fc1 weights per block
+
+The baselines (full fine-tuning, LoRA, SPU, LayerNorm) are in `lorsu_baselines`; the continual
+protocol on ShapesWorld and its metrics (TI, CC) in `lorsu_eval`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from egokit.errors import InputError
+from egokit.methods.lorsu.modules import (
+    Patch,
+    RowLoRALinear,
+    SparseDeltaLinear,
+    install,
+    merge_all,
+    remove_all,
+)
+from egokit.methods.lorsu.training import SessionData, clip_of, mean_gradients, train, vision_blocks
+
+#: Defaults sized for the micro CLIP (width 128, 4 heads). The paper's README uses rank 64 on width-1024
+#: ViT-L (rank = width/16); rank 8 keeps that ratio here. The learning rate was chosen on development seeds
+#: (the grid and the measurements: `egokit.methods.lorsu.evaluation.Settings`, whose LoRSU rate is this one).
+DEFAULTS: dict[str, Any] = {"sparsity": 0.1, "top_heads": 2, "rank": 8, "alpha": 8.0, "epochs": 20, "lr": 3e-4}
+
+
+@dataclass(repr=False)
+class SessionReport:
+    """What one session of a method did and cost.
+
+    method:           "lorsu", "full", "lora", "spu", "layernorm" or an ablation name.
+    trainable_params: entries the optimizer updates (LoRSU: chosen fc1 entries + LoRA factors + q/k/v
+                      biases + projection LoRA).
+    optimizer_bytes:  bytes of optimizer state (Adam moments) after the session.
+    seconds:          wall time of the session (scores, masks, training, merge).
+    heads:            per vision block, the chosen heads (LoRSU; empty otherwise).
+    head_scores:      per block, every head's score (squared norm of its q/k/v mean-gradient rows).
+    fc1_chosen:       per block, how many fc1 weights were trainable.
+    fc1_masks:        (blocks, out, in) bool masks of the chosen fc1 weights, or None.
+    losses:           mean training loss per epoch.
+    settings:         the hyper-parameters used.
+    """
+
+    method: str
+    trainable_params: int
+    optimizer_bytes: int
+    seconds: float
+    heads: list[list[int]] = field(default_factory=list)
+    head_scores: list[list[float]] = field(default_factory=list)
+    fc1_chosen: list[int] = field(default_factory=list)
+    fc1_masks: torch.Tensor | None = None
+    losses: list[float] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    session: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (masks left out; `fc1_chosen` counts them)."""
+        return {"method": self.method, "session": self.session, "trainable_params": self.trainable_params,
+                "optimizer_bytes": self.optimizer_bytes, "seconds": self.seconds, "heads": self.heads,
+                "head_scores": self.head_scores, "fc1_chosen": self.fc1_chosen, "losses": self.losses,
+                "settings": dict(self.settings)}
+
+    def __repr__(self) -> str:
+        heads = f", heads={self.heads}" if self.heads else ""
+        return (f"SessionReport({self.method!r}, session={self.session!r}, trainable={self.trainable_params}, "
+                f"optimizer_bytes={self.optimizer_bytes}, seconds={self.seconds:.2f}{heads})")
+
+
+# ---------------------------------------------------------------------------------------------- masks
+
+
+def top_fraction_mask(scores: torch.Tensor, fraction: float) -> torch.Tensor:
+    """A bool mask (shape of `scores`) keeping exactly ``round(fraction · numel)`` entries with the
+    largest |score| (at least one when fraction > 0). Ties are broken by `torch.topk`."""
+    if not 0.0 < fraction <= 1.0:
+        raise InputError(f"sparsity must be in (0, 1], got {fraction}")
+    flat = scores.detach().abs().reshape(-1)
+    k = max(1, int(round(fraction * flat.numel())))
+    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    mask[torch.topk(flat, k, sorted=False).indices] = True
+    return mask.view_as(scores)
+
+
+def head_scores(q_grad: torch.Tensor, k_grad: torch.Tensor, v_grad: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Per head, the squared Frobenius norm of its rows in the q, k and v mean-gradient matrices."""
+    out = q_grad.shape[0]
+    if out % n_heads:
+        raise InputError(f"{out} output rows do not split into {n_heads} heads")
+    stacked = torch.stack([q_grad, k_grad, v_grad]).float()  # (3, out, in)
+    return stacked.reshape(3, n_heads, out // n_heads, -1).square().sum(dim=(0, 2, 3))
+
+
+def choose_heads(scores: torch.Tensor, k: int, how: str = "gradient",
+                 generator: torch.Generator | None = None) -> list[int]:
+    """The `k` heads with the highest scores ("gradient") or `k` heads drawn at random ("random")."""
+    n = scores.numel()
+    if not 0 <= k <= n:
+        raise InputError(f"top_heads must be between 0 and {n} (heads per block), got {k}")
+    if how == "gradient":
+        picked = torch.topk(scores, k).indices.tolist() if k else []
+    elif how == "random":
+        picked = torch.randperm(n, generator=generator)[:k].tolist()
+    else:
+        raise InputError(f"unknown head choice {how!r}: use 'gradient' or 'random'")
+    return sorted(int(h) for h in picked)
+
+
+def head_rows(heads: list[int], head_dim: int) -> torch.Tensor:
+    """Output-row indices of the given heads in a q/k/v projection."""
+    if not heads:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
+
+
+def _attn(block: nn.Module) -> nn.Module:
+    attn = getattr(block, "self_attn", None)
+    if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj")):
+        raise InputError(f"{type(block).__name__} has no self_attn with q_proj/k_proj/v_proj")
+    return attn
+
+
+def _n_heads(attn: nn.Module) -> int:
+    n = getattr(attn, "num_heads", None) or getattr(getattr(attn, "config", None), "num_attention_heads", None)
+    if not n:
+        raise InputError(f"cannot tell how many heads {type(attn).__name__} has")
+    return int(n)
+
+
+# ---------------------------------------------------------------------------------------------- update
+
+
+def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULTS["sparsity"],
+           top_heads: int = DEFAULTS["top_heads"], rank: int = DEFAULTS["rank"], alpha: float = DEFAULTS["alpha"],
+           epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"], *, batch_size: int = 32,
+           heads: str = "gradient", mask_fc1: bool = True, seed: int = 0, keep_masks: bool = True,
+           progress: bool = False) -> SessionReport:
+    """Run one LoRSU session on `clip_model` (a `CLIPModel` or `LoadedModel`), changing its vision
+    encoder in place (LoRA merged); returns a `SessionReport`.
+
+    sparsity:   fraction of each block's fc1 weights that may change (by |mean gradient|).
+    top_heads:  attention heads per block given a masked LoRA on q/k/v.
+    rank, alpha: LoRA rank and scale (update = alpha/rank · U·D) for q/k/v and the visual projection.
+    epochs, lr, batch_size: Adam training on the session's data.
+    heads:      "gradient" (LoRSU) or "random" (the ablation: same number of heads, drawn at random).
+    mask_fc1:   False trains every fc1 weight (the "unmasked fc1" ablation).
+    seed:       seeds LoRA initialisation, batch order and random heads.
+    """
+    clip = clip_of(clip_model)
+    start = time.perf_counter()
+    blocks = vision_blocks(clip)
+    gen = torch.Generator().manual_seed(int(seed))
+    names: dict[str, nn.Parameter] = {}
+    for i, b in enumerate(blocks):
+        attn = _attn(b)
+        names[f"{i}.fc1"] = b.mlp.fc1.weight
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            names[f"{i}.{proj}"] = getattr(attn, proj).weight
+    grads = mean_gradients(clip, session_data, names, batch_size=max(batch_size, 64))
+
+    patches: list[Patch] = []
+    trainable: list[nn.Parameter] = []
+    chosen_heads: list[list[int]] = []
+    all_scores: list[list[float]] = []
+    fc1_chosen: list[int] = []
+    masks: list[torch.Tensor] = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            for i, b in enumerate(blocks):
+                attn = _attn(b)
+                n_heads = _n_heads(attn)
+                scores = head_scores(grads[f"{i}.q_proj"], grads[f"{i}.k_proj"], grads[f"{i}.v_proj"], n_heads)
+                picked = choose_heads(scores, top_heads, heads, gen)
+                chosen_heads.append(picked)
+                all_scores.append([float(s) for s in scores])
+                if picked:
+                    rows = head_rows(picked, attn.q_proj.out_features // n_heads)
+                    for proj in ("q_proj", "k_proj", "v_proj"):
+                        wrapper = RowLoRALinear(getattr(attn, proj), rank, alpha, rows)
+                        patches.append(install(attn, proj, wrapper))
+                        trainable += [wrapper.down, wrapper.up]
+                        if wrapper.base.bias is not None:
+                            trainable.append(wrapper.base.bias)
+                fc1 = b.mlp.fc1
+                if mask_fc1:
+                    mask = top_fraction_mask(grads[f"{i}.fc1"], sparsity)
+                    wrapper = SparseDeltaLinear(fc1, mask.reshape(-1).nonzero().squeeze(1))
+                    patches.append(install(b.mlp, "fc1", wrapper))
+                    trainable.append(wrapper.delta)
+                else:
+                    mask = torch.ones_like(fc1.weight, dtype=torch.bool)
+                    trainable.append(fc1.weight)
+                fc1_chosen.append(int(mask.sum()))
+                if keep_masks:
+                    masks.append(mask.cpu())
+            proj = getattr(clip, "visual_projection", None)
+            if proj is not None and rank > 0:
+                wrapper = RowLoRALinear(proj, rank, alpha)
+                patches.append(install(clip, "visual_projection", wrapper))
+                trainable += [wrapper.down, wrapper.up]
+        stats = train(clip, session_data, trainable, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                      progress=progress)
+        merge_all(patches)
+    finally:
+        remove_all(patches)  # only reached with wrappers left when training failed: drop their updates
+    method = "lorsu" if heads == "gradient" and mask_fc1 else ("random_heads" if mask_fc1 else "unmasked_fc1")
+    if heads == "random" and not mask_fc1:
+        method = "random_heads_unmasked_fc1"
+    return SessionReport(
+        method=method, trainable_params=stats.trainable_params, optimizer_bytes=stats.optimizer_bytes,
+        seconds=time.perf_counter() - start, heads=chosen_heads, head_scores=all_scores, fc1_chosen=fc1_chosen,
+        fc1_masks=torch.stack(masks) if keep_masks and masks else None, losses=stats.losses, session=session_data.name,
+        settings={"sparsity": sparsity, "top_heads": top_heads, "rank": rank, "alpha": alpha, "epochs": epochs,
+                  "lr": lr, "batch_size": batch_size, "heads": heads, "mask_fc1": mask_fc1, "seed": seed},
+    )
+
+
+__all__ = ["DEFAULTS", "SessionData", "SessionReport", "choose_heads", "head_rows", "head_scores",
+           "top_fraction_mask", "update"]

@@ -1,0 +1,290 @@
+"""PixelLLM (Xu et al., CVPR 2024): where in the image is each generated word.
+
+A small MLP — the point head — reads the language model's final per-token features (what the vocabulary
+projection reads) and regresses two points per token, a box's corners. The kit's head was trained on the
+micro VLM with caption cross-entropy + 0.1 × L1 on the points (`egokit.methods.pixel.training`).
+
+    import egokit
+    lm = egokit.load("micro-vlm")
+    head = egokit.pixel.load_head("micro-pixel")
+    r = egokit.pixel.localize(lm, head, image)           # the generated caption, a point and box per word
+    r.point("circle"), r.word_box("circle"), r           # a notebook shows the picture
+    box = egokit.pixel.refer(lm, head, image, "the red circle").box
+
+How a word is located. After generation (greedy), one teacher-forced forward over prompt + answer runs
+with the head attached (its tuned copies of the last decoder layers, if it has them); the feature at each
+answer token's *own* position (which has read that token) goes through the head, which also reads the
+image tokens' final features (`PointHead`'s visual read-out). A word's box is the min/max over its tokens'
+points, its point that box's centre.
+
+Referring localisation teacher-forces the expression as the answer to `where is <expression> ?`, so every
+token of it has read the whole expression; the box is the min/max over all its tokens' points.
+
+Coordinates: the head works in fractions of the model's view of the image (the processed picture); results
+are in pixels of the original image (through the adapter's visual layout, which knows how the processor
+resized and cropped).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from egokit.capture.look import extend_inputs
+from egokit.errors import InputError, ModelLoadError
+from egokit.methods.pixel.head import (
+    FeatureTap,
+    PointHead,
+    box_from_points,
+    decoder_layers,
+    hidden_size,
+    image_readout_inputs,
+)
+from egokit.methods.pixel.result import PixelResult
+from egokit.methods.pixel.targets import CAPTION_PROMPT, refer_prompt
+from egokit.zoo import ZOO_DIR
+
+DEFAULT_HEAD = "micro-pixel"
+
+__all__ = [
+    "CAPTION_PROMPT",
+    "DEFAULT_HEAD",
+    "PixelResult",
+    "PointHead",
+    "answer_words",
+    "box_from_points",
+    "decoder_layers",
+    "evaluate",
+    "hidden_size",
+    "load_head",
+    "localize",
+    "refer",
+    "refer_prompt",
+    "token_points",
+]
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_head(name_or_path: str | Path = DEFAULT_HEAD, device: str | torch.device = "cpu") -> PointHead:
+    """A saved point head: a folder, or the name of one shipped in the zoo (`"micro-pixel"`)."""
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir() and isinstance(name_or_path, str) and name_or_path.startswith("micro-"):
+        path = ZOO_DIR / name_or_path
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"no point head at {name_or_path!r}: pass a folder written by PointHead.save, or "
+                             f"train the shipped one with python -m egokit.recipes.train pixel")
+    return PointHead.load(path, device=device)
+
+
+def _loaded(model: Any, device: str = "auto") -> Any:
+    if isinstance(model, (str, Path)):
+        from egokit.models.loading import load
+
+        return load(str(model), device=device)
+    if not hasattr(model, "adapter"):
+        raise InputError("pass a LoadedModel (egokit.load(...) or egokit.models.loading.from_model(model, processor))")
+    return model
+
+
+def _head(head: Any, device: torch.device) -> PointHead:
+    if isinstance(head, (str, Path)):
+        head = load_head(head)
+    if not isinstance(head, PointHead):
+        raise InputError(f"expected a PointHead (egokit.pixel.load_head(...)), got a {type(head).__name__}")
+    return head.to(device).eval()
+
+
+def _picture(image: Any) -> np.ndarray:
+    """The image as (H, W, 3) uint8 (a ShapesWorld scene, an array, a PIL image or a file)."""
+    from egokit.data.images import load_image
+
+    if hasattr(image, "image") and isinstance(image.image, np.ndarray):
+        image = image.image
+    return np.asarray(load_image(image).convert("RGB"))
+
+
+def _tokenizer(loaded: Any) -> Any:
+    return getattr(loaded.processor, "tokenizer", loaded.processor)
+
+
+# ---------------------------------------------------------------------------------------------- core
+
+
+def answer_words(tokenizer: Any, ids: list[int]) -> tuple[list[str], list[int], list[str], str]:
+    """(tokens, word index of each token (-1: none), words, text) of answer token ids.
+
+    A token belongs to the word that the decoded text up to and including it ends in; tokens that decode
+    to nothing visible (specials, bare spaces) belong to no word."""
+    tokens, token_word = [], []
+    for k, i in enumerate(ids):
+        piece = tokenizer.decode([i], skip_special_tokens=True)
+        tokens.append(tokenizer.decode([i]))
+        if not piece.strip():
+            token_word.append(-1)
+            continue
+        n = len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True).split())
+        token_word.append(n - 1)
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    words = text.split()
+    token_word = [k if k < len(words) else len(words) - 1 for k in token_word]
+    return tokens, token_word, words, text
+
+
+def _prompt_inputs(loaded: Any, picture: np.ndarray, prompt: str) -> tuple[Any, dict[str, Any]]:
+    if not prompt or not prompt.strip():
+        raise InputError("the prompt is empty: ask something about the image")
+    adapter = loaded.adapter
+    if not getattr(adapter, "is_generative", True):
+        raise InputError(f"{adapter.family} does not generate text; the point head needs a VLM (LLaVA, Qwen2-VL, ...)")
+    inputs = adapter.prepare([picture], adapter.prompt(prompt, 1))
+    return inputs, adapter.model_inputs(inputs)
+
+
+def _layout(loaded: Any, inputs: Any) -> Any:
+    """The first image's `ImageTokens` in the prompt, or None."""
+    try:
+        layout = loaded.adapter.visual_layout(inputs, 0)
+    except NotImplementedError:
+        return None
+    return layout[0] if layout else None
+
+
+def _view(layout: Any, picture: np.ndarray) -> tuple[float, float, float, float]:
+    """The part of the original image the model sees, (x0, y0, x1, y1) in its pixels."""
+    view = layout.extra.get("view") if layout is not None else None
+    if view is None:
+        return (0.0, 0.0, float(picture.shape[1]), float(picture.shape[0]))
+    return tuple(float(v) for v in view)  # type: ignore[return-value]
+
+
+def token_points(loaded: Any, head: PointHead, image: Any, prompt: str, answer_ids: list[int],
+                 check: bool = True) -> torch.Tensor:
+    """(T, 2, 2) points (x, y) in pixels of the original image for each answer token, teacher-forced
+    after `prompt`, with the head attached."""
+    if not answer_ids:
+        raise InputError("the answer is empty: nothing to locate")
+    picture = _picture(image)
+    inputs, model_inputs = _prompt_inputs(loaded, picture, prompt)
+    start = model_inputs["input_ids"].shape[1]
+    ids = torch.tensor([list(answer_ids)], dtype=torch.long, device=model_inputs["input_ids"].device)
+    full = extend_inputs(model_inputs, ids)
+    with torch.no_grad(), head.attached(loaded, check=check), FeatureTap(loaded.model) as tap:
+        loaded.model(**full)
+    assert tap.features is not None
+    feats = tap.features[0, start:start + len(answer_ids)].float()
+    layout = _layout(loaded, inputs)
+    head = head.to(feats.device)
+    with torch.no_grad():
+        if head.readout:
+            if layout is None:
+                raise InputError("this point head reads the image tokens, but the adapter found none in the prompt")
+            assert tap.layer_inputs is not None
+            image_feats, centres = image_readout_inputs(layout, tap.layer_inputs[0].float())
+            unit = head(feats, image_feats, centres).cpu()
+        else:
+            unit = head(feats).cpu()
+    x0, y0, x1, y1 = _view(layout, picture)
+    scale = torch.tensor([x1 - x0, y1 - y0])
+    return unit * scale + torch.tensor([x0, y0])
+
+
+def _generate(loaded: Any, head: PointHead | None, model_inputs: dict[str, Any], max_new_tokens: int,
+              check: bool = True) -> list[int]:
+    from contextlib import nullcontext
+
+    start = model_inputs["input_ids"].shape[1]
+    tok = _tokenizer(loaded)
+    ctx = head.attached(loaded, check=check) if head is not None else nullcontext()
+    with torch.no_grad(), ctx:
+        out = loaded.model.generate(**model_inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                    pad_token_id=tok.pad_token_id)
+    new = out[0, start:].tolist()
+    stop = _stop_ids(loaded.model, tok)
+    cut = next((k for k, i in enumerate(new) if i in stop), len(new))
+    return new[:cut]
+
+
+def _stop_ids(model: Any, tok: Any) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), tok):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if getattr(tok, "pad_token_id", None) is not None:
+        ids.add(int(tok.pad_token_id))
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------- verbs
+
+
+def localize(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, prompt: str = CAPTION_PROMPT,
+             max_new_tokens: int = 48, answer: str | None = None, check: bool = True,
+             keep_image: bool = True) -> PixelResult:
+    """Generate an answer to `prompt` about `image` (a caption by default) with the head attached, then give
+    every word a point and a box (pixels of `image`).
+
+    model:  a `LoadedModel` (or a name/folder to load); head: a `PointHead` or where to load one from.
+    answer: locate the words of this given answer instead of generating one (teacher forcing only).
+    check:  refuse a head trained for another model (`MemoryFileError`)."""
+    if image is None:
+        raise InputError("give an image to localize words in")
+    loaded = _loaded(model)
+    head = _head(head, loaded.device)
+    picture = _picture(image)
+    tok = _tokenizer(loaded)
+    if answer is None:
+        _, model_inputs = _prompt_inputs(loaded, picture, prompt)
+        ids = _generate(loaded, head, model_inputs, max_new_tokens, check=check)
+        if not ids:
+            raise InputError("the model generated an empty answer; nothing to locate")
+    else:
+        ids = _encode(tok, answer)
+    points = token_points(loaded, head, picture, prompt, ids, check=check)
+    tokens, token_word, words, text = answer_words(tok, ids)
+    return PixelResult(kind="caption", prompt=prompt, answer=text, words=words, tokens=tokens, token_ids=ids,
+                       token_word=token_word, token_points=points, image_size=picture.shape[:2],
+                       image=picture if keep_image else None, model_name=str(loaded.name))
+
+
+def refer(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, expression: str = "",
+          check: bool = True, keep_image: bool = True) -> PixelResult:
+    """Locate a referring expression ("the red circle"): `.box` is the min/max over its tokens' points.
+
+    The expression is teacher-forced as the answer to `where is <expression> ?` (see the module docstring)."""
+    if image is None:
+        raise InputError("give an image to find the expression in")
+    if not expression or not expression.strip():
+        raise InputError("the expression is empty: say which object to find (e.g. 'the red circle')")
+    loaded = _loaded(model)
+    head = _head(head, loaded.device)
+    picture = _picture(image)
+    tok = _tokenizer(loaded)
+    prompt = refer_prompt(expression)
+    ids = _encode(tok, expression.strip())
+    points = token_points(loaded, head, picture, prompt, ids, check=check)
+    tokens, token_word, words, text = answer_words(tok, ids)
+    return PixelResult(kind="refer", prompt=prompt, answer=text, words=words, tokens=tokens, token_ids=ids,
+                       token_word=token_word, token_points=points, image_size=picture.shape[:2],
+                       image=picture if keep_image else None, model_name=str(loaded.name))
+
+
+def _encode(tok: Any, text: str) -> list[int]:
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise InputError(f"{text!r} encodes to no tokens")
+    return list(ids)
+
+
+def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`egokit.methods.pixel.evaluation.evaluate` (the metrics of `egokit pixel eval`)."""
+    from egokit.methods.pixel.evaluation import evaluate as run
+
+    return run(*args, **kwargs)

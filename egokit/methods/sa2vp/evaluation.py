@@ -1,0 +1,204 @@
+"""`egokit sa2vp eval`: SA²VP against VPT-deep, VPT-shallow and a linear probe, plus ablations.
+
+Every method is trained on the same frozen vision tower, per task, on ShapesWorld training images of the
+data seed, and scored on the test split of a held-out seed (`sa2vp_tasks`). VPT's prompt length is
+chosen so that VPT-deep has about as many trainable parameters as SA²VP (`matching_vpt_length`);
+VPT-shallow uses the same length. Ablations of SA²VP are trained on the spatial tasks only.
+
+Every prompt method gets the same budget: Adam, learning rate 1e-2 (warm-up, cosine decay), batch 16,
+4 epochs of 1,000 images. The learning rate, batch, epochs and SA²VP's α = 1.0 were chosen on the
+*validation* split of seed 0 (never on test images): at 3 epochs of batch 32 no prompt method had left
+chance on the hardest task, α = 0.1 (the official value for ViT-B) learned more slowly than 1.0 or 3.0,
+and VPT-deep did no better at 3e-3 or 3e-2 than at 1e-2. On two shared CPU cores the whole evaluation
+takes about 15–20 minutes (`--quick` runs in seconds).
+
+    from egokit.methods.sa2vp.evaluation import EvalSettings, evaluate
+    result = evaluate(egokit.load("micro-clip"), EvalSettings(seed=0))
+    result.to_dict()["methods"]["sa2vp"]["acc_spatial_mean"]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from egokit.errors import InputError
+from egokit.methods.sa2vp.model import MICRO_DISTILL_LAYERS, SA2VP, prompt_change_maps, sa2vp_param_count
+from egokit.methods.sa2vp.result import MethodScore, SA2VPEvalResult
+from egokit.methods.sa2vp.tasks import TASKS, TEST_SEED_OFFSET, get_task
+from egokit.methods.sa2vp.training import TrainSettings, accuracy, fit, to_pixels
+from egokit.methods.sa2vp.vpt import VPT, LinearProbe, matching_vpt_length
+from egokit.models.vit_parts import ViTParts, vit_parts
+
+METHODS = ("sa2vp", "vpt_deep", "vpt_shallow", "linear")
+#: Ablations of SA²VP: name → constructor options.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "global_attention": {"interaction": "global"},
+    "no_interaction": {"interaction": "none"},
+    "one_direction": {"directions": "prompt_to_base"},
+    "no_aux_loss": {"aux_weight": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What `evaluate` runs.
+
+    seed:        data seed (training split "train"; test split "test" of seed + 1000) and training seed.
+    epochs, batch, lr: training of the prompt methods (Adam, warm-up + cosine); the linear probe trains
+                 `probe_epochs` epochs on cached features.
+    n_train, n_test: images per task.
+    d_prompt, alpha, distill_layers, window: SA²VP's settings (distill layers are clipped to the depth).
+    vpt_length:  VPT's prompt tokens (None: match VPT-deep's parameter count to SA²VP's).
+    tasks:       task names; `ablations`: run the ablations; `n_maps`: test images with change maps.
+    """
+
+    seed: int = 0
+    epochs: int = 4
+    batch: int = 16
+    lr: float = 1e-2
+    probe_epochs: int = 60
+    n_train: int = 1000
+    n_test: int = 400
+    d_prompt: int = 16
+    alpha: float = 1.0
+    distill_layers: tuple[int, ...] = MICRO_DISTILL_LAYERS
+    window: int = 3
+    vpt_length: int | None = None
+    tasks: tuple[str, ...] = tuple(TASKS)
+    ablations: bool = True
+    n_maps: int = 8
+
+    @classmethod
+    def quick(cls, seed: int = 0, epochs: int | None = None) -> EvalSettings:
+        """A seconds-long run (smoke tests): tiny data sets, one epoch."""
+        return cls(seed=seed, epochs=epochs or 1, n_train=24, n_test=16, batch=8, probe_epochs=3, n_maps=2)
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(epochs=self.epochs, batch=self.batch, lr=self.lr, seed=self.seed,
+                             probe_epochs=self.probe_epochs)
+
+
+def build_method(name: str, vision_model: nn.Module, num_classes: int, settings: EvalSettings,
+                 vpt_length: int) -> nn.Module:
+    """A fresh model for a method or ablation name (parameters drawn from the current torch seed)."""
+    sa2vp_kw = {"d_prompt": settings.d_prompt, "alpha": settings.alpha, "distill_layers": settings.distill_layers,
+                "window": settings.window}
+    if name == "sa2vp":
+        return SA2VP(vision_model, num_classes, **sa2vp_kw)
+    if name in ABLATIONS:
+        return SA2VP(vision_model, num_classes, **sa2vp_kw, **ABLATIONS[name])
+    if name in ("vpt_deep", "vpt_shallow"):
+        return VPT(vision_model, num_classes, length=vpt_length, deep=name == "vpt_deep")
+    if name == "linear":
+        return LinearProbe(vision_model, num_classes)
+    raise InputError(f"unknown method {name!r}; choose one of {', '.join((*METHODS, *ABLATIONS))}")
+
+
+def vpt_length_for(parts: ViTParts, settings: EvalSettings) -> int:
+    """`settings.vpt_length`, or the VPT-deep length whose parameter count matches SA²VP's (same head)."""
+    if settings.vpt_length:
+        return int(settings.vpt_length)
+    target = sa2vp_param_count(parts.width, parts.depth, parts.tokens, settings.d_prompt, 2)
+    return matching_vpt_length(target, parts.width, parts.depth, 2)
+
+
+def _unpack(model: Any) -> tuple[nn.Module, Any, str]:
+    """(vision model, processor, name) from a `LoadedModel` or a bare model."""
+    if hasattr(model, "model") and hasattr(model, "processor"):
+        return model.model, model.processor, str(getattr(model, "name", ""))
+    return model, None, type(model).__name__
+
+
+def task_data(task_name: str, settings: EvalSettings, processor: Any) -> dict[str, Any]:
+    """Training and test pixels and labels of a task, its test images and its chance accuracy."""
+    task = get_task(task_name)
+    train_scenes, y_train = task.scenes(settings.seed, "train", settings.n_train)
+    test_scenes, y_test = task.scenes(settings.seed + TEST_SEED_OFFSET, "test", settings.n_test)
+    test_images = np.stack([s.image for s in test_scenes])
+    majority = int(np.bincount(y_train, minlength=task.num_classes).argmax())
+    return {
+        "task": task,
+        "x_train": to_pixels(np.stack([s.image for s in train_scenes]), processor),
+        "y_train": torch.from_numpy(y_train),
+        "x_test": to_pixels(test_images, processor),
+        "y_test": torch.from_numpy(y_test),
+        "test_images": test_images,
+        "chance": float((y_test == majority).mean()),
+    }
+
+
+def evaluate(model: Any, settings: EvalSettings | None = None, progress: bool = True,
+             device: str | torch.device | None = None) -> SA2VPEvalResult:
+    """Train and score every method (and the ablations) on every task; see the module docstring.
+
+    `model` is a `LoadedModel` (`egokit.load(...)`) or any model `vit_parts` accepts; its processor, when
+    there is one, prepares the images. Runs where the model's parameters are (or on `device`)."""
+    settings = settings or EvalSettings()
+    vision_model, processor, name = _unpack(model)
+    parts = vit_parts(vision_model)
+    tower = parts.tower.float()
+    if device is not None:
+        tower.to(device)
+    parts = vit_parts(tower)
+    if settings.epochs < 1 or settings.n_train < 2 or settings.n_test < 1:
+        raise InputError("need epochs >= 1, n_train >= 2 and n_test >= 1")
+    spatial = [t for t in settings.tasks if get_task(t).spatial]
+    control = next((t for t in settings.tasks if not get_task(t).spatial), "")
+    vpt_length = vpt_length_for(parts, settings)
+    train = settings.train_settings()
+
+    runs = [(m, t) for t in settings.tasks for m in METHODS]
+    if settings.ablations:
+        runs += [(a, t) for t in spatial for a in ABLATIONS]
+    acc: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    params: dict[str, dict[str, int]] = {}
+    chance: dict[str, float] = {}
+    maps = None
+    start = time.perf_counter()
+    data: dict[str, Any] = {}
+    with tqdm(total=len(runs), desc="sa2vp eval", unit="run", disable=not progress) as bar:
+        for method, task_name in runs:
+            if task_name not in data:
+                data[task_name] = task_data(task_name, settings, processor)
+                chance[task_name] = data[task_name]["chance"]
+            d = data[task_name]
+            bar.set_postfix_str(f"{method} / {task_name}")
+            t0 = time.perf_counter()
+            torch.manual_seed(settings.seed)
+            net = build_method(method, tower, d["task"].num_classes, settings, vpt_length)
+            fit(net, d["x_train"], d["y_train"], train, desc=f"{method}/{task_name}", progress=progress)
+            acc.setdefault(method, {})[task_name] = accuracy(net, d["x_test"], d["y_test"])
+            seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - t0
+            params.setdefault(method, {})[task_name] = net.trainable_params
+            if method == "sa2vp" and spatial and task_name == spatial[0] and settings.n_maps > 0:
+                k = min(settings.n_maps, len(d["y_test"]))
+                maps = prompt_change_maps(net, d["x_test"][:k], d["test_images"][:k], d["y_test"][:k].tolist(),
+                                          d["task"].classes, task_name)
+            bar.update(1)
+
+    def spatial_mean(scores: dict[str, float]) -> float:
+        vals = [scores[t] for t in spatial if t in scores]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    methods = {m: MethodScore(acc=acc[m], acc_spatial_mean=spatial_mean(acc[m]),
+                              trainable_params=max(params[m].values()), seconds=round(seconds[m], 1),
+                              params_by_task=params[m]) for m in METHODS}
+    ablations = {a: spatial_mean(acc[a]) for a in ABLATIONS if a in acc}
+    recorded = {**asdict(settings), "vpt_length": vpt_length, "distill_layers": list(settings.distill_layers),
+                "tasks": list(settings.tasks), "depth": parts.depth, "width": parts.width,
+                "grid": list(parts.grid), "device": str(parts.device),
+                "test_seed": settings.seed + TEST_SEED_OFFSET}
+    return SA2VPEvalResult(methods=methods, ablations=ablations, ablation_acc={a: acc[a] for a in ablations},
+                           chance=chance, spatial_tasks=spatial, control_task=control, settings=recorded,
+                           model_name=name, seconds=round(time.perf_counter() - start, 1), maps=maps)
+
+
+__all__ = ["ABLATIONS", "METHODS", "EvalSettings", "build_method", "evaluate", "vpt_length_for"]

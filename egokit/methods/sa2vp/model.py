@@ -1,0 +1,294 @@
+"""SA²VP: a spatially aligned-and-adapted visual prompt on a frozen ViT (Pei et al., AAAI 2024).
+
+    from egokit.methods.sa2vp.model import SA2VP
+    model = SA2VP(clip.vision_model, num_classes=9, distill_layers=(0, 2))
+    out = model(pixel_values)            # out.logits: base pathway (what predictions use)
+    loss = model.loss(pixel_values, y)   # 0.8·CE(base) + 0.2·CE(prompt)
+
+How it works (method notes §5):
+
+1. A *prompt map*: one low-rank token (rank `d_prompt`) per patch, plus one for CLS, projected to the
+   model width, plus the same frozen position embeddings the image tokens get (and, for CLIP, the same
+   pre-norm). It is a second image-shaped input, aligned cell by cell with the patch grid.
+2. Two pathways, base (image tokens) and prompt, go through the same frozen blocks.
+3. At every block i, a cross-attention between the pathways' block inputs: each grid token attends only
+   to the `window × window` neighbourhood at its own grid position in the other pathway; CLS attends
+   globally. Its norm and q/k/v/out projections are the frozen block's own. Then a trainable LayerNorm
+   and adapter (width → d_prompt → width) give the *fusion* term, added with weight α to the block
+   output of the receiving pathway: base → prompt at `distill_layers` (the prompt map is adapted to the
+   image), prompt → base at the others (the adapted prompt edits the image features).
+4. Optional new prompt maps enter the prompt pathway at `deep_prompt_layers` (each passed through the
+   frozen block and added with a learned per-channel scale).
+5. One shared linear head on both pathways' pooled outputs; loss 0.8·CE(base) + 0.2·CE(prompt);
+   predictions use the base pathway only.
+
+The class defaults follow the official code (α = 0.1, d' = 16); `egokit sa2vp eval` uses α = 1.0 on the
+micro CLIP, chosen on a validation split (see `sa2vp_eval`). `distill_layers` indices beyond the model's
+depth are dropped: the official code's (0, 4, 8) for a 12-layer ViT-B leaves (0,) on a 4-layer micro
+CLIP, so for the micro CLIP the kit uses (0, 2) (`MICRO_DISTILL_LAYERS`: base → prompt first, then every
+other block; (0,) scored the same on the validation split). The backbone's parameters are frozen
+(`requires_grad=False`) and it is kept in eval mode; only the prompt maps, norms, adapters and head train.
+
+Ablations (`interaction=`): "local" (the method), "global" (every token attends to every token of the
+other pathway), "none" (two pathways that never meet); `directions="prompt_to_base"` replaces the
+base → prompt layers with prompt → base ones, so the prompt map never sees the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from egokit.errors import InputError
+from egokit.methods.sa2vp.attention import global_attention, local_attention
+from egokit.models.vit_parts import AttentionParts, ViTParts, frozen, vit_parts
+
+if TYPE_CHECKING:
+    from egokit.methods.sa2vp.result import PromptChangeMaps
+
+INTERACTIONS = ("local", "global", "none")
+DIRECTIONS = ("both", "prompt_to_base")
+#: The official code's base → prompt layers for a 12-layer ViT-B.
+OFFICIAL_DISTILL_LAYERS = (0, 4, 8)
+#: What the kit uses on the 4-layer micro CLIP (same pattern at a third of the depth).
+MICRO_DISTILL_LAYERS = (0, 2)
+
+
+@dataclass
+class SA2VPOutput:
+    """logits: base pathway (B, classes); prompt_logits: prompt pathway; change: (B, depth, rows*cols)
+    norm of the fusion term added to each base grid token at each block (α included; zero at
+    base → prompt blocks), or None unless asked for."""
+
+    logits: torch.Tensor
+    prompt_logits: torch.Tensor
+    change: torch.Tensor | None = None
+
+
+class Adapter(nn.Module):
+    """Trainable LayerNorm, then width → rank → width with GELU (the fusion adapter of one block)."""
+
+    def __init__(self, width: int, rank: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.down = nn.Linear(width, rank)
+        self.up = nn.Linear(rank, width)
+        for lin in (self.down, self.up):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.normal_(lin.bias, std=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(F.gelu(self.down(self.norm(x))))
+
+
+def cross_attend(att: AttentionParts, dst: torch.Tensor, src: torch.Tensor, interaction: str,
+                 grid: tuple[int, int], window: int, prefix: int, prefix_only: bool = False) -> torch.Tensor:
+    """The frozen block's attention with queries from `dst` and keys/values from `src` (both normed by
+    the block's own pre-attention norm); local (window) or global. Returns (B, T, width), or only the
+    prefix (CLS) rows (B, prefix, width) with `prefix_only` (they attend globally in both forms)."""
+    b, t, width = src.shape
+    h, d = att.heads, att.head_dim
+
+    def split(x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], h, d).transpose(1, 2)
+
+    kn = att.norm(src)
+    k, v = split(att.k(kn)), split(att.v(kn))
+    if prefix_only:
+        q = split(att.q(att.norm(dst[:, :prefix])))
+        out = global_attention(q, k, v)
+    else:
+        q = split(att.q(att.norm(dst)))
+        out = local_attention(q, k, v, grid, window, prefix) if interaction == "local" else global_attention(q, k, v)
+    return att.out(out.transpose(1, 2).reshape(b, q.shape[2], h * d))
+
+
+class SA2VP(nn.Module):
+    """SA²VP on a frozen ViT-style vision model (see the module docstring).
+
+    vision_model:       CLIPVisionModel, the vision tower of a CLIPModel, ViTModel, SiglipVisionModel, ...
+                        (its parameters are frozen in place).
+    num_classes:        classes of the shared head.
+    d_prompt:           rank d' of prompt maps and adapters.
+    alpha:              weight of the fusion term.
+    distill_layers:     blocks where the fusion goes base → prompt (others: prompt → base); indices
+                        ≥ depth are dropped.
+    window:             side of the aligned neighbourhood (odd).
+    deep_prompt_layers: blocks (> 0) where a new prompt map is added to the prompt pathway.
+    interaction:        "local" (the method), "global" or "none" (ablations).
+    directions:         "both" (the method) or "prompt_to_base" (ablation: no base → prompt layer).
+    aux_weight:         weight of the prompt pathway's loss (0.2; 0 for the no-auxiliary-loss ablation).
+    """
+
+    def __init__(self, vision_model: nn.Module, num_classes: int, d_prompt: int = 16, alpha: float = 0.1,
+                 distill_layers: Sequence[int] = OFFICIAL_DISTILL_LAYERS, window: int = 3,
+                 deep_prompt_layers: Sequence[int] = (), interaction: str = "local", directions: str = "both",
+                 aux_weight: float = 0.2) -> None:
+        super().__init__()
+        if interaction not in INTERACTIONS:
+            raise InputError(f"interaction must be one of {', '.join(INTERACTIONS)}, got {interaction!r}")
+        if directions not in DIRECTIONS:
+            raise InputError(f"directions must be one of {', '.join(DIRECTIONS)}, got {directions!r}")
+        if num_classes < 2 or d_prompt < 1:
+            raise InputError(f"need num_classes >= 2 and d_prompt >= 1, got {num_classes} and {d_prompt}")
+        if not 0.0 <= aux_weight < 1.0:
+            raise InputError(f"aux_weight must be in [0, 1), got {aux_weight}")
+        self.parts: ViTParts = vit_parts(vision_model)
+        self.backbone = frozen(self.parts.tower)
+        depth, width, tokens = self.parts.depth, self.parts.width, self.parts.tokens
+        self.num_classes, self.d_prompt, self.alpha, self.window = int(num_classes), int(d_prompt), float(alpha), window
+        self.interaction, self.directions, self.aux_weight = interaction, directions, float(aux_weight)
+        distill = sorted({int(i) for i in distill_layers if 0 <= int(i) < depth})
+        self.distill_layers: tuple[int, ...] = tuple(distill) if directions == "both" else ()
+        deep = sorted({int(i) for i in deep_prompt_layers})
+        if any(not 0 < i < depth for i in deep):
+            raise InputError(f"deep_prompt_layers must be between 1 and {depth - 1}, got {tuple(deep_prompt_layers)}")
+        self.deep_prompt_layers: tuple[int, ...] = tuple(deep)
+
+        self.prompt = nn.Parameter(torch.empty(tokens, d_prompt))
+        nn.init.trunc_normal_(self.prompt, std=0.02)
+        self.prompt_proj = _projection(d_prompt, width)
+        self.deep_prompts = nn.ParameterList([nn.Parameter(nn.init.trunc_normal_(torch.empty(tokens, d_prompt),
+                                                                                 std=0.02)) for _ in deep])
+        self.deep_proj = nn.ModuleList([_projection(d_prompt, width) for _ in deep])
+        self.deep_scale = nn.ParameterList([nn.Parameter(torch.randn(width) * 0.02) for _ in deep])
+        self.adapters = nn.ModuleList([Adapter(width, d_prompt) for _ in range(depth)]) if interaction != "none" \
+            else nn.ModuleList()
+        self.head = nn.Linear(width, num_classes)
+        self.to(device=self.parts.device, dtype=self.parts.dtype)
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+    @property
+    def trainable_params(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def train(self, mode: bool = True) -> SA2VP:
+        super().train(mode)
+        self.backbone.eval()  # the frozen model never trains (no dropout)
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changed (the frozen backbone is not included)."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def direction(self, i: int) -> str:
+        """"base_to_prompt" or "prompt_to_base" at block i ("none" without interaction)."""
+        if self.interaction == "none":
+            return "none"
+        return "base_to_prompt" if i in self.distill_layers else "prompt_to_base"
+
+    # -- forward -------------------------------------------------------------------------------------
+    def prompt_map(self, batch: int = 1) -> torch.Tensor:
+        """The prompt pathway's input: (batch, tokens, width)."""
+        p = self.prompt_proj(self.prompt)[None] + self.parts.position_embeddings()
+        return self.parts.prepare(p).expand(batch, -1, -1)
+
+    def forward(self, pixel_values: torch.Tensor, return_change: bool = False) -> SA2VPOutput:
+        """Both pathways through the frozen blocks with the aligned interaction at every block.
+
+        While the prompt pathway does not depend on the image (before the first base → prompt block, or
+        throughout without one) it is computed once and broadcast over the batch. When the model pools
+        CLS, the last block is computed for CLS only (unless `return_change` asks for every token)."""
+        parts = self.parts
+        x = parts.embed(pixel_values)
+        b, pre = x.shape[0], parts.prefix
+        p = self.prompt_map(1)
+        changes: list[torch.Tensor] = []
+        for i in range(parts.depth):
+            direction = self.direction(i)
+            cls_only = i == parts.depth - 1 and parts.pools_prefix_only and not return_change
+            fusion = None
+            if direction != "none":
+                pe = p.expand(b, -1, -1)
+                dst, src = (pe, x) if direction == "base_to_prompt" else (x, pe)
+                attended = cross_attend(parts.attention(i), dst, src, self.interaction, parts.grid, self.window,
+                                        pre, prefix_only=cls_only)
+                fusion = self.alpha * self.adapters[i](attended + (dst[:, :pre] if cls_only else dst))
+            run = parts.run_block_prefix if cls_only else parts.run_block
+            both = run(i, torch.cat([x, p], dim=0))
+            x, p = both[:b], both[b:]
+            if i in self.deep_prompt_layers:
+                j = self.deep_prompt_layers.index(i)
+                p = p + run(i, self.deep_proj[j](self.deep_prompts[j])[None]) * self.deep_scale[j]
+            if direction == "base_to_prompt":
+                p = p + fusion
+            elif direction == "prompt_to_base":
+                x = x + fusion
+            if return_change:
+                grid_change = fusion[:, pre:].norm(dim=-1) if direction == "prompt_to_base" \
+                    else x.new_zeros(b, x.shape[1] - pre)
+                changes.append(grid_change.detach())
+        logits = self.head(parts.pool(x))
+        prompt_logits = self.head(parts.pool(p)).expand(b, -1)
+        change = torch.stack(changes, dim=1) if return_change else None
+        return SA2VPOutput(logits=logits, prompt_logits=prompt_logits, change=change)
+
+    def loss(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(1 − aux_weight)·CE(base) + aux_weight·CE(prompt); 0.8 / 0.2 by default."""
+        out = self(pixel_values)
+        base = F.cross_entropy(out.logits, labels)
+        if self.aux_weight == 0.0:
+            return base
+        return (1.0 - self.aux_weight) * base + self.aux_weight * F.cross_entropy(out.prompt_logits, labels)
+
+    @torch.no_grad()
+    def predict_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Base-pathway logits (what predictions use)."""
+        return self(pixel_values).logits
+
+
+def _projection(rank: int, width: int) -> nn.Linear:
+    lin = nn.Linear(rank, width)
+    nn.init.xavier_uniform_(lin.weight)
+    nn.init.normal_(lin.bias, std=1e-6)
+    return lin
+
+
+def sa2vp_param_count(width: int, depth: int, tokens: int, d_prompt: int, num_classes: int,
+                      interaction: str = "local", deep_prompts: int = 0) -> int:
+    """Trainable parameters of `SA2VP` by formula:
+
+        prompt map  tokens·d' + (d'·width + width)
+        per block   2·width (LayerNorm) + (width·d' + d') + (d'·width + width)   (none without interaction)
+        deep map    tokens·d' + (d'·width + width) + width (scale), per deep prompt layer
+        head        width·classes + classes
+    """
+    proj = d_prompt * width + width
+    prompt_map = tokens * d_prompt + proj
+    block = 2 * width + (width * d_prompt + d_prompt) + proj
+    deep = tokens * d_prompt + proj + width
+    head = width * num_classes + num_classes
+    return prompt_map + (depth * block if interaction != "none" else 0) + deep_prompts * deep + head
+
+
+@torch.no_grad()
+def prompt_change_maps(model: SA2VP, pixel_values: torch.Tensor, images: Any, labels: Sequence[int] | None = None,
+                       classes: Sequence[str] | None = None, task: str = "") -> PromptChangeMaps:
+    """Per image, how much the prompt pathway changes each patch's features (norm of the fusion term
+    added to each base grid token, per block), with the model's predictions."""
+    from egokit.methods.sa2vp.result import PromptChangeMaps
+
+    model.eval()
+    out = model(pixel_values.to(model.parts.device), return_change=True)
+    rows, cols = model.parts.grid
+    change = out.change.float().cpu().reshape(len(pixel_values), model.parts.depth, rows, cols)
+    preds = out.logits.argmax(-1).cpu().tolist()
+    classes = list(classes) if classes is not None else [str(i) for i in range(model.num_classes)]
+    labels = list(labels) if labels is not None else preds
+    return PromptChangeMaps(images=np.asarray(images, dtype=np.uint8), change=change, labels=[int(v) for v in labels],
+                            predictions=[int(v) for v in preds], classes=classes, task=task)
+
+
+def evaluate(model: Any, settings: Any = None, progress: bool = True, device: str | torch.device | None = None) -> Any:
+    """`egokit sa2vp eval` as a function: SA²VP vs VPT-deep, VPT-shallow and a linear probe on ShapesWorld
+    tasks, plus ablations (see `egokit.methods.sa2vp.evaluation.evaluate`). Returns an `SA2VPEvalResult`."""
+    from egokit.methods.sa2vp.evaluation import evaluate as run
+
+    return run(model, settings, progress=progress, device=device)

@@ -1,0 +1,113 @@
+"""Train a micro-zoo model: `python -m egokit.recipes.train clip|vlm [options]`.
+
+    python -m egokit.recipes.train clip                 # the shipped micro CLIP (egokit/zoo/micro-clip)
+    python -m egokit.recipes.train vlm                  # the shipped micro VLM (needs the micro CLIP)
+    python -m egokit.recipes.train pixel                # PixelLLM's point head on the micro VLM
+    python -m egokit.recipes.train clip --quick --out /tmp/clip   # seconds: a tiny model, for tests
+
+Runs are deterministic given `--seed` (same data stream, same initialisation; bit-identical on the same
+device and thread count). Progress goes to a tqdm bar; a resumable state is saved in `--run-dir` every
+few minutes, and `--resume` (the default) continues a killed run from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from egokit.errors import EgokitError, InputError
+from egokit.zoo import ZOO_DIR
+
+NAMES = {"clip": "micro-clip", "micro-clip": "micro-clip", "vlm": "micro-vlm", "micro-vlm": "micro-vlm"}
+NAMES.update({"pixel": "micro-pixel", "micro-pixel": "micro-pixel"})  # PixelLLM's point head on the micro VLM
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m egokit.recipes.train", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The recipe options (shared with `egokit zoo train`)."""
+    p.add_argument("model", choices=sorted(NAMES), help="which micro model to train")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the recipe's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--quick", action="store_true", help="a tiny model for a few steps (seconds)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for the trained model (default: the shipped one)")
+    p.add_argument("--run-dir", default=None, help="folder for the resumable state (default: runs/<name>)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (1 is faster on a busy shared machine)")
+    p.add_argument("--clip", default=None, help="micro CLIP folder whose vision tower the VLM uses")
+    p.add_argument("--resume", dest="resume", action="store_true", default=True,
+                   help="continue from the run folder's state when it matches the recipe (default)")
+    p.add_argument("--no-resume", dest="resume", action="store_false", help="start from scratch")
+    p.add_argument("--foil-steps", type=int, default=None,
+                   help="clip: steps of stage two, the text tower tuned on foils (default: the recipe's, 0)")
+    p.add_argument("--foil-lr", type=float, default=None, help="clip: peak learning rate of stage two")
+    p.add_argument("--foil-vision-from", type=int, default=None,
+                   help="clip: stage two also tunes the vision layers from this index on (default: -1, none)")
+    p.add_argument("--mode", default=None, choices=["box", "trace"], help="pixel: word targets (default: box)")
+    p.add_argument("--base", default=None, help="pixel: the VLM the point head reads (default: micro-vlm)")
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Train what `args` asks for; returns the folder written."""
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    name = NAMES[args.model]
+    if name != "micro-clip" and any(v is not None for v in (args.foil_steps, args.foil_lr, args.foil_vision_from)):
+        raise InputError("--foil-steps, --foil-lr and --foil-vision-from are settings of the micro CLIP only")
+    out = Path(args.out) if args.out else ZOO_DIR / name
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
+    if name == "micro-pixel":
+        from egokit.methods.pixel.training import run_from_args
+
+        return run_from_args(args, out, run_dir)
+    if name == "micro-clip":
+        from egokit.recipes.clip import ClipRecipe, train_clip
+
+        recipe = ClipRecipe.quick(args.seed) if args.quick else ClipRecipe(seed=args.seed)
+        _override(recipe, args)
+        if args.foil_steps is not None:
+            recipe.foil_steps = int(args.foil_steps)
+        if args.foil_lr is not None:
+            recipe.foil_lr = float(args.foil_lr)
+        if args.foil_vision_from is not None:
+            if not recipe.foil_steps:
+                raise InputError("--foil-vision-from is a setting of stage two: give --foil-steps N as well")
+            recipe.foil_vision_from = int(args.foil_vision_from)
+        return train_clip(recipe, out, run_dir, device=args.device, resume=args.resume)
+    from egokit.recipes.vlm import VlmRecipe, train_vlm
+
+    recipe = VlmRecipe.quick(args.seed) if args.quick else VlmRecipe(seed=args.seed)
+    _override(recipe, args)
+    clip = Path(args.clip) if args.clip else None
+    return train_vlm(recipe, out, run_dir, clip_dir=clip, device=args.device, resume=args.resume,
+                     quick=args.quick)
+
+
+def _override(recipe: object, args: argparse.Namespace) -> None:
+    if args.steps is not None:
+        recipe.steps = int(args.steps)  # type: ignore[attr-defined]
+    if args.batch is not None:
+        recipe.batch = int(args.batch)  # type: ignore[attr-defined]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = run(args)
+    except EgokitError as e:
+        print(f"egokit.recipes.train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
