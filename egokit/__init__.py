@@ -26,6 +26,8 @@ _LAZY = {
     "load": "egokit.models.loading:load",
     "LoadedModel": "egokit.models.loading:LoadedModel",
     "capture": "egokit.capture.engine:capture",
+    "from_model": "egokit.models.loading:from_model",
+    "build_tiny": "egokit.models.tiny:build_tiny",
     "load_image": "egokit.data.images:load_image",
     "ShapesWorld": "egokit.data.shapesworld:ShapesWorld",
     "ego": "egokit.methods.ego",

@@ -29,6 +29,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def make_folder(path: str | Path, what: str, option: str = "--out") -> Path:
+    """Create the folder `path` (and its parents) if needed; a clear `InputError` naming `what` ("the report
+    folder") and `option` when it is a file or cannot be created."""
+    from egokit.errors import InputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} exists and is not a folder; pass {option} with a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {what} {path}: {e.strerror or e}; pass another {option}") from None
+    return path
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` atomically; return the path."""
     with atomic_path(path) as tmp:

@@ -57,6 +57,23 @@ def load_result(path: str | os.PathLike[str], kind: str, version: int,
     return tensors, meta
 
 
+def flat_metrics(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One flat dict of metrics: nested dicts become dotted names ("f1.ego"), lists and tuples a
+    comma-separated string, numpy scalars Python numbers."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_metrics(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = ",".join(str(v) for v in value)
+        elif hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            out[name] = value.item()
+        else:
+            out[name] = value
+    return out
+
+
 class Result(ReprPNG):
     """Base of every result the kit returns: JSON (`to_dict`), a picture (`to_image`, hence `_repr_png_`),
     and one safetensors file (`save` / `load`: atomic, versioned, checked, no pickle).
@@ -139,4 +156,4 @@ class MetricsEvaluation(Evaluation):
         return f"{type(self).__name__}({self._metrics!r})"
 
 
-__all__ = ["META_KEY", "Evaluation", "MetricsEvaluation", "Result", "load_result", "save_result"]
+__all__ = ["META_KEY", "Evaluation", "MetricsEvaluation", "Result", "flat_metrics", "load_result", "save_result"]

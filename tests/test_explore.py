@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from egokit.cli import main
-from egokit.errors import InputError
-from egokit.methods.explore.explorer import explore
+from egokit.errors import CapabilityError, InputError, MemoryFileError
+from egokit.methods.explore import VIEWS, Exploration, explore
 from egokit.models.loading import from_model
 from egokit.models.tiny import build_tiny
 
@@ -39,6 +39,37 @@ def test_views_and_rollout(loaded):
         r.scores(0, "attention", layer=99)
     assert r._repr_png_().startswith(b"\x89PNG")
     json.dumps(r.to_dict())
+
+
+def test_an_exploration_round_trips_through_its_file(loaded, tmp_path):
+    r = explore(loaded, picture(), "what color is the circle ?", max_new_tokens=3)
+    path = r.save(tmp_path / "look.safetensors")
+    again = Exploration.load(path)
+    assert again.to_dict() == r.to_dict()
+    assert again.tokens == r.tokens and again.answer == r.answer and again.notes == r.notes
+    assert again.memory == r.memory and again.default_token() == r.default_token()
+    for view in VIEWS:
+        for t in range(len(r.tokens)):
+            torch.testing.assert_close(again.scores(t, view), r.scores(t, view), rtol=0, atol=0)
+    torch.testing.assert_close(again.scores(0, "attention", layer=1, head=0), r.scores(0, "attention", layer=1, head=0))
+    for a, b in zip(again.look.layout, r.look.layout):
+        assert torch.equal(a.positions, b.positions) and torch.equal(a.boxes, b.boxes) and a.grid == b.grid
+        assert a.extra.keys() == b.extra.keys()
+    assert np.array_equal(np.asarray(again.image), np.asarray(r.image.convert("RGB")))
+    assert again._repr_png_() == r._repr_png_()
+    skipped = explore(loaded, picture(), "what color is it ?", max_new_tokens=2, rollout=False)
+    again = Exploration.load(skipped.save(tmp_path / "skipped.safetensors"))
+    assert again.rollout_rows is None and again.to_dict() == skipped.to_dict()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(MemoryFileError):
+        Exploration.load(bad)
+
+
+def test_the_explorer_needs_a_model_that_generates_text():
+    clip = from_model(*build_tiny("clip"))
+    with pytest.raises(CapabilityError, match="the explorer.*generates text"):
+        explore(clip, picture(), "what color is the circle ?")
 
 
 def test_rollout_can_be_skipped(loaded):

@@ -67,7 +67,7 @@ class KeywordPicker(w.VBox, ReprPNG):
     # -- model call (once) -------------------------------------------------------------------------------
     def run(self) -> None:
         """Describe the reference view and capture its words' attention (the only model call)."""
-        from egokit.methods.ego.personalize import look_at
+        from egokit.methods.ego import look_at
 
         try:
             self._show(look_at(self._model, self._image, format=self._format, **self._kw))
@@ -100,13 +100,13 @@ class KeywordPicker(w.VBox, ReprPNG):
         return self.look.scores(self.chosen_words(), layers=layers, aggregate=self.aggregate.value)
 
     def k(self) -> int:
-        from egokit.methods.ego.select import budget_k
+        from egokit.methods.ego import budget_k
 
         return budget_k(float(self.budget.value), self.look.n_tokens)
 
     def selected(self) -> torch.Tensor:
         """Indices of the tokens the current choice keeps (raster order)."""
-        from egokit.methods.ego.select import top_k_raster
+        from egokit.methods.ego import top_k_raster
 
         if not self.chosen_words() or not self.layers.value:
             return torch.zeros(0, dtype=torch.long)
@@ -114,7 +114,7 @@ class KeywordPicker(w.VBox, ReprPNG):
 
     def memory(self) -> Any:
         """A `ConceptMemory` from the current choice (no model call)."""
-        from egokit.methods.ego.memory import ConceptMemory, MemoryView
+        from egokit.methods.ego import ConceptMemory, MemoryView
 
         if self.look is None:
             raise InputError("nothing to remember yet: describe the reference view first")
@@ -132,7 +132,7 @@ class KeywordPicker(w.VBox, ReprPNG):
 
     # -- rendering ----------------------------------------------------------------------------------------
     def to_image(self) -> Any:
-        from egokit.methods.ego.render import selection_picture
+        from egokit.methods.ego import selection_picture
 
         if self.look is None:
             raise InputError("nothing to show yet: describe the reference view first")
@@ -204,7 +204,7 @@ class TokenHeatmap(w.VBox, ReprPNG):
         return a.mean(0) if self.token.value == _MEAN else a[int(self.token.value)]
 
     def to_image(self) -> Any:
-        from egokit.methods.ego.render import selection_picture
+        from egokit.methods.ego import selection_picture
 
         return selection_picture(self.source_image, self.scores(), self.boxes, [], alpha=0.7)
 
@@ -215,15 +215,18 @@ class TokenHeatmap(w.VBox, ReprPNG):
 
 
 class MemoryCompare(w.VBox, ReprPNG):
-    """Tokens, bytes, latency and F1 per memory type, as bars (from `egokit ego eval` / `evaluate`).
+    """Tokens, bytes, latency and F1 per memory type, as bars (from `egokit.ego.evaluate` or the nested
+    document of `egokit ego eval`).
 
     Control: `metric` ("all" or one of f1, memory_tokens, memory_bytes, answer_s)."""
 
-    def __init__(self, results: Mapping[str, Any]) -> None:
-        from egokit.methods.ego.render import COMPARE_METRICS, compare_rows
+    def __init__(self, results: Any) -> None:
+        from egokit.methods.ego import COMPARE_METRICS, EgoEvaluation, compare_rows
 
+        if isinstance(results, EgoEvaluation):
+            results = results.to_dict()
         if not isinstance(results, Mapping) or not compare_rows(results):
-            raise InputError("pass the result of egokit.methods.ego.evaluation.evaluate (or `egokit ego eval --json`)")
+            raise InputError("pass the result of egokit.ego.evaluate (or its to_dict())")
         self.results = dict(results)
         available = [m for m in COMPARE_METRICS if m in compare_rows(results)]
         self.metric = w.ToggleButtons(options=["all", *available], value="all", description="show")
@@ -234,7 +237,7 @@ class MemoryCompare(w.VBox, ReprPNG):
         self._render()
 
     def to_image(self) -> Any:
-        from egokit.methods.ego.render import compare_picture
+        from egokit.methods.ego import compare_picture
 
         metrics = None if self.metric.value == "all" else [self.metric.value]
         return compare_picture(self.results, metrics)

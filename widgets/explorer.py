@@ -11,7 +11,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from egokit.methods.explore.explorer import VIEWS, Exploration, explore
+from egokit.methods.explore import VIEWS, Exploration, explore
 from egokit.viz.png import to_png_bytes
 
 MEAN = "mean"
@@ -57,7 +57,7 @@ class AttentionExplorer(w.VBox):
             self.head.options = [MEAN, *range(att.shape[1])]
             self.view.options = [v for v in VIEWS if v != "rollout" or result.rollout_rows is not None]
             self.token.options = [(f"{i}:{tok.strip() or repr(tok)}", i) for i, tok in enumerate(result.tokens)]
-            self.token.value = result._default_token()
+            self.token.value = result.default_token()
         self.render()
 
     def render(self) -> None:

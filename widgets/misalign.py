@@ -58,10 +58,10 @@ class MisalignmentViewer(w.VBox, ReprPNG):
             if self._model is None:
                 self.status.value = "<i>no model: this viewer shows a saved result</i>"
                 return
-            from egokit.methods.misalign.scoring import score
+            from egokit.methods import misalign
 
             try:
-                self._cache[text] = score(self._model, self._image, text, **self._kwargs)
+                self._cache[text] = misalign.score(self._model, self._image, text, **self._kwargs)
             except EgokitError as e:
                 self.status.value = f"<span style='color:#b00'>{e}</span>"
                 return
@@ -91,7 +91,7 @@ class MisalignmentViewer(w.VBox, ReprPNG):
         r = self.current()
         if r is None:
             return
-        from egokit.methods.misalign.render import caption_html
+        from egokit.methods.misalign import caption_html
 
         self.words_html.value = caption_html(r)
         if r.image is not None:

@@ -68,7 +68,7 @@ class WordLocator(w.VBox, ReprPNG):
             if self._model is None:
                 self.status.value = "<i>no model: this view shows a saved result</i>"
                 return
-            from egokit.methods.pixel.locate import localize
+            from egokit.methods.pixel import localize
 
             try:
                 self._captions[key] = localize(self._model, self._head, self._image, prompt=key, **self._kwargs)
@@ -84,7 +84,7 @@ class WordLocator(w.VBox, ReprPNG):
             if self._model is None:
                 self.status.value = "<i>no model: this view shows a saved result</i>"
                 return
-            from egokit.methods.pixel.locate import refer
+            from egokit.methods.pixel import refer
 
             try:
                 self._referrals[key] = refer(self._model, self._head, self._image, key)

@@ -16,6 +16,7 @@ import torch
 from egokit.capture.engine import capture
 from egokit.errors import InputError
 from egokit.models.adapters.base import ImageTokens
+from egokit.models.generation import eos_ids
 
 # How to extend per-token inputs other than input_ids over generated tokens: the value a generated
 # token takes (attention: attended; token types: "suffix"/text).
@@ -115,7 +116,7 @@ def generate_and_look(loaded: Any, image: Any, prompt: str, max_new_tokens: int 
         with torch.no_grad():
             generated = loaded.model.generate(**model_inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new_ids = generated[:, prompt_len:]
-        eos = _eos_ids(loaded.model)
+        eos = eos_ids(loaded.model)
         keep = [i for i, t in enumerate(new_ids[0].tolist()) if t not in eos]
         new_ids = new_ids[:, : (max(keep) + 1 if keep else 0)]
     else:
@@ -152,14 +153,3 @@ def generate_and_look(loaded: Any, image: Any, prompt: str, max_new_tokens: int 
         input_ids=full["input_ids"][0].detach().cpu(),
         inputs=full,
     )
-
-
-def _eos_ids(model: Any) -> set[int]:
-    ids: set[int] = set()
-    for cfg in (getattr(model, "generation_config", None), getattr(model, "config", None)):
-        value = getattr(cfg, "eos_token_id", None) if cfg is not None else None
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(v) for v in value)
-    return ids

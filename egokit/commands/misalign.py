@@ -1,4 +1,6 @@
-"""`egokit misalign score|eval`: which caption words the image contradicts (CLIP4DM), from the command line."""
+"""The misalignment method (CLIP4DM) from the command line and in the tour: `egokit misalign score|eval`
+(which caption words the image contradicts; the evaluation on ShapesWorld foils) and the misalignment
+section of `egokit tour` (registered on import; runs on the micro CLIP in a few seconds on a CPU)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,18 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from egokit.commands import options
 from egokit.commands.registry import command
 from egokit.errors import InputError
+from egokit.tour.report import Section, TourContext, register_section
 
 if TYPE_CHECKING:
     from egokit.methods.misalign import MisalignmentResult
+
+#: the micro zoo CLIP the commands and the tour run on by default (the method's `DEFAULT_MODEL`)
+DEFAULT_MODEL = "micro-clip"
 
 
 def summary_lines(result: MisalignmentResult, out: str | None = None) -> list[str]:
@@ -50,13 +58,15 @@ def write_picture(result: MisalignmentResult, path: Path, word: str | None = Non
     return write_bytes_atomic(path, to_png_bytes(result.to_image(choice)))
 
 
+# ------------------------------------------------------------------------------------------ commands
+
 
 @command("misalign", "CLIP4DM: which caption words do not match the image", actions=True, order=20)
 def misalign_commands(actions: argparse._SubParsersAction) -> None:
     q = actions.add_parser("score", help="per-word misalignment of a caption against an image")
     q.add_argument("image", help="image file")
     q.add_argument("caption", help="the caption to check (quote it)")
-    options.model(q, "micro-clip", "a CLIP/SigLIP")
+    options.model(q, DEFAULT_MODEL, "a CLIP/SigLIP")
     options.device(q)
     q.add_argument("--layers", type=int, default=None,
                    help="last text layers to attribute (default: the model's calibrated number, else 3)")
@@ -70,7 +80,7 @@ def misalign_commands(actions: argparse._SubParsersAction) -> None:
     options.json_flag(q)
     q.set_defaults(func=_score)
     q = actions.add_parser("eval", help="localisation accuracy, AP and speed on ShapesWorld foils (test split)")
-    options.model(q, "micro-clip", "a CLIP/SigLIP")
+    options.model(q, DEFAULT_MODEL, "a CLIP/SigLIP")
     options.device(q)
     options.seed(q, help="ShapesWorld seed (test split; ε from the val split)")
     q.add_argument("--n", type=int, default=200, help="scenes (foil pairs and multi-error captions)")
@@ -104,11 +114,12 @@ def _score(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from egokit import load
-    from egokit.methods.misalign.evaluation import evaluate
+    from egokit.methods.misalign import evaluate
 
     options.set_threads(args.threads)
-    metrics = evaluate(load(args.model, device=args.device), seed=args.seed, n=args.n, eps=args.eps,
-                       layers=args.layers, captum=not args.no_captum)
+    evaluation = evaluate(load(args.model, device=args.device), seed=args.seed, n=args.n, eps=args.eps,
+                          layers=args.layers, captum=not args.no_captum)
+    metrics = evaluation.metrics()
     if args.json:
         options.emit_json(metrics)
     else:
@@ -116,4 +127,63 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["summary_lines", "write_picture"]
+# ------------------------------------------------------------------------------------------ tour
+
+TOUR_SCENES = 40
+TITLE = "Misalignment (CLIP4DM): which caption words do not match the image"
+
+
+@register_section("misalign", TITLE, order=20)
+def misalign_section(ctx: TourContext) -> Section:
+    """A scene with its true caption and a foil, per-word scores and heatmaps, and a small evaluation."""
+    from egokit.methods.misalign import average_precision, foil_set, localisation, score, score_variants
+    from egokit.viz.scene import gallery
+
+    model = ctx.model(DEFAULT_MODEL)
+    data = foil_set(ctx.seed, TOUR_SCENES)
+    scene, foil = data[0]
+    true_r = score(model, scene.image, scene.caption)
+    foil_r = score(model, scene.image, foil.caption)
+    clamped_r = score(model, scene.image, foil.caption, variant="clamped", heatmaps=False)
+    picture = gallery(
+        [true_r.to_image(), foil_r.to_image(), clamped_r.to_image()],
+        ["true caption", f"foil: {foil.original!r} -> {foil.replacement!r}", "same foil, clamped (Chefer ReLU)"],
+        cols=3, tile=320,
+    )
+    res = score_variants(model, [s.image for s, _ in data] * 2,
+                         [f.caption for _, f in data] + [s.caption for s, _ in data],
+                         variants=("signed", "clamped"), keep_image=False)
+    n = len(data)
+    targets = [f.index for _, f in data]
+    labels = [1] * n + [0] * n
+    metrics = {
+        "model": DEFAULT_MODEL,
+        "scenes": n,
+        "la": float(np.mean(localisation(res["signed"][:n], targets))),
+        "la_clamped": float(np.mean(localisation(res["clamped"][:n], targets))),
+        "chance_la": float(np.mean([1.0 / max(1, sum(r.eligible)) for r in res["signed"][:n]])),
+        "ap_fclipscore": average_precision(labels, [-r.fclipscore for r in res["signed"]]),
+        "ap_clipscore": average_precision(labels, [-r.clipscore for r in res["signed"]]),
+        "layers": res["signed"][0].layers,
+        "eps": res["signed"][0].eps,
+        "example_flagged": foil_r.flagged_words,
+        "example_foil_word": foil.replacement,
+    }
+    return Section(
+        key="misalign",
+        title=TITLE,
+        summary=("Signed gradient × attention on the text encoder's end-of-text row scores every caption "
+                 "word: negative words lower the image–caption similarity and are flagged as misaligned, "
+                 "and F-CLIPScore adds them up. On ShapesWorld foils (one word swapped) the most negative "
+                 "word is measured against the swapped one; the clamped (ReLU) variant loses that signal."),
+        images=[(f"Per-word scores (red: lowers the match, blue: supports it; underlined: flagged) and "
+                 f"where the most negative word looks. Foil: {foil.caption!r}.", picture)],
+        metrics=metrics,
+        commands=[
+            f"egokit misalign eval --json --seed {ctx.seed} --n 200",
+            f"egokit misalign score scene.png \"{foil.caption}\" --out heat.png",
+        ],
+    )
+
+
+__all__ = ["misalign_section", "summary_lines", "write_picture"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,15 @@ def emit_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
 
 
+def show(result: Any, as_json: bool, lines: Callable[[Any], list[str]]) -> None:
+    """Print a command's result: its metrics as JSON with `--json` (an evaluation's `metrics()`, or the
+    dict itself), else the human-readable `lines(result)`."""
+    if as_json:
+        emit_json(result.metrics() if callable(getattr(result, "metrics", None)) else result)
+    else:
+        print("\n".join(lines(result)))
+
+
 def print_metrics(metrics: dict[str, Any], width: int = 24) -> None:
     """Print a flat dict of metrics, one `name: value` a line."""
     for k, v in metrics.items():
@@ -59,4 +69,4 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-__all__ = ["device", "emit_json", "json_flag", "model", "print_metrics", "seed", "set_threads", "threads"]
+__all__ = ["device", "emit_json", "json_flag", "model", "print_metrics", "seed", "set_threads", "show", "threads"]

@@ -1,4 +1,13 @@
-"""`egokit sa2vp eval`: SA²VP against VPT and a linear probe on ShapesWorld tasks, from the command line."""
+"""`egokit sa2vp eval` (SA²VP against VPT and a linear probe on ShapesWorld tasks) and the SA²VP section of
+`egokit tour` (both registered on import; `egokit.commands.discover` finds them).
+
+The tour section stays within about a minute on a laptop CPU by running the sa2vp package's reduced
+protocol (`short_comparison`) and saying so: one spatial task, SA²VP against VPT-deep with a matched
+parameter count and the linear probe, on fewer training images than `egokit sa2vp eval` (whose command
+the section prints for the full comparison with VPT-shallow, all four tasks and the ablations).
+
+Imports nothing heavy until a command runs, so `egokit --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +17,28 @@ from typing import TYPE_CHECKING, Any
 
 from egokit.commands import options
 from egokit.commands.registry import command
+from egokit.tour.report import Section, TourContext, register_section
 
 if TYPE_CHECKING:
-    from egokit.methods.sa2vp.result import SA2VPEvalResult
+    from egokit.methods.sa2vp import SA2VPEvalResult
+
+#: the model `egokit sa2vp eval` and the tour section use (the sa2vp package's DEFAULT_MODEL)
+MODEL = "micro-clip"
+TITLE = "SA²VP: a spatially aligned visual prompt on a frozen ViT"
 
 
-def run_eval(model: str = "micro-clip", device: str = "auto", seed: int = 0, epochs: int | None = None,
+# ---------------------------------------------------------------------------------------------- eval
+
+
+def run_eval(model: str = MODEL, device: str = "auto", seed: int = 0, epochs: int | None = None,
              quick: bool = False, out: str | None = None, picture: str | None = None,
              progress: bool = True, threads: int | None = None) -> SA2VPEvalResult:
-    """Load the model, run `sa2vp_eval.evaluate`, optionally save the result and its picture. `threads`
-    sets torch's CPU threads for the run (restored afterwards)."""
+    """Load the model, run the sa2vp package's `evaluate`, optionally save the result and its picture.
+    `threads` sets torch's CPU threads for the run (restored afterwards)."""
     import torch
 
     from egokit import load
-    from egokit.methods.sa2vp.evaluation import EvalSettings, evaluate
+    from egokit.methods.sa2vp import EvalSettings, evaluate
 
     settings = EvalSettings.quick(seed=seed, epochs=epochs) if quick else EvalSettings(seed=seed)
     if epochs is not None and not quick:
@@ -54,7 +71,7 @@ def summary_lines(result: SA2VPEvalResult) -> list[str]:
 @command("sa2vp", "SA²VP: a spatially aligned visual prompt on a frozen ViT, vs VPT", actions=True, order=50)
 def sa2vp_commands(actions: argparse._SubParsersAction) -> None:
     q = actions.add_parser("eval", help="SA²VP vs VPT-deep, VPT-shallow and a linear probe on ShapesWorld tasks, ablations")
-    options.model(q, "micro-clip", "a CLIP/SigLIP/ViT")
+    options.model(q, MODEL, "a CLIP/SigLIP/ViT")
     options.device(q)
     options.seed(q, help="data and training seed (test images: seed + 1000)")
     q.add_argument("--epochs", type=int, default=None, help="training epochs of the prompt methods")
@@ -69,8 +86,53 @@ def sa2vp_commands(actions: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     result = run_eval(model=args.model, device=args.device, seed=args.seed, epochs=args.epochs, quick=args.quick,
                       out=args.out, picture=args.picture, threads=args.threads)
-    if args.json:
-        options.emit_json(result.to_dict())
-    else:
-        print("\n".join(summary_lines(result)))
+    options.show(result, args.json, summary_lines)
     return 0
+
+
+# ---------------------------------------------------------------------------------------------- tour
+
+
+@register_section("sa2vp", TITLE, order=50)
+def sa2vp_section(ctx: TourContext) -> Section:
+    """SA²VP vs VPT-deep and a linear probe on "is the blue object left of the other one?", with the
+    prompt-change maps."""
+    from egokit.methods.sa2vp import short_comparison
+
+    seed = ctx.seed + 1  # the hyper-parameters were chosen on seed 0's validation split
+    run = short_comparison(ctx.model(MODEL), seed)
+    s = run.settings
+    task = s["tasks"][0]
+    metrics = {
+        "model": MODEL,
+        "task": task,
+        "train_images": s["n_train"],
+        "test_images": s["n_test"],
+        "epochs": s["epochs"],
+        "chance": run.chance[task],
+        **{f"{name}.acc": score.acc[task] for name, score in run.methods.items()},
+        **{f"{name}.trainable_params": score.trainable_params for name, score in run.methods.items()},
+        **{f"{name}.seconds": score.seconds for name, score in run.methods.items()},
+    }
+    return Section(
+        key="sa2vp",
+        title=TITLE,
+        summary=(
+            "SA²VP gives the frozen micro CLIP a second, image-shaped input: one learned prompt token per patch, "
+            "which exchanges information with the image tokens through a 3×3 local cross-attention at every "
+            "block. This section runs a reduced protocol to stay near a minute on a CPU: one spatial task "
+            f"(is the blue object left of the other object?), {s['n_train']} training images, {s['epochs']} epochs "
+            "(the full evaluation trains 4), "
+            f"{s['n_test']} test images of a held-out seed ({seed + 1000}), SA²VP against VPT-deep with "
+            f"{s['vpt_length']} prompt tokens per block (about the same number of trainable parameters) and "
+            "a linear probe. The pictures show how much the prompt pathway changes each patch of test images; "
+            "the command below runs the full comparison (four tasks, VPT-shallow, ablations)."
+        ),
+        images=[("How much the prompt pathway changes each patch (norm of the added cross-attention term, "
+                 "summed over blocks), with SA²VP's answer", run.maps.to_image())] if run.maps is not None else [],
+        metrics=metrics,
+        commands=[f"egokit sa2vp eval --json --seed {ctx.seed}"],
+    )
+
+
+__all__ = ["MODEL", "run_eval", "sa2vp_section", "summary_lines"]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from egokit.data.sampling import randint
-from egokit.data.scenes import QA, CaptionWord, SceneObject
+from egokit.data.scenes import QA, CaptionWord, SceneObject, personalize
 from egokit.data.vocab import (
     COLORS,
     PATTERNS,
@@ -102,18 +102,6 @@ def caption_tokens(objects: Sequence[SceneObject]) -> tuple[CaptionWord, ...]:
         words += noun_phrase(i, objects[i])
     words.append(CaptionWord(".", "function"))
     return tuple(words)
-
-
-def personalize(tokens: Sequence[CaptionWord], objects: Sequence[SceneObject]) -> list[CaptionWord]:
-    """Replace the noun phrase of every named object (a personal concept) by its name token."""
-    out: list[CaptionWord] = []
-    for w in tokens:
-        name = objects[w.ref].name if (w.ref is not None and w.role != "relation") else None
-        if name is None:
-            out.append(w)
-        elif not (out and out[-1].role == "name" and out[-1].ref == w.ref):
-            out.append(CaptionWord(name, "name", w.ref))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- truth

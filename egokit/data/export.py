@@ -19,7 +19,7 @@ from typing import Any
 from egokit.data.scenes import Scene
 from egokit.data.shapesworld import MAX_SIZE, MIN_SIZE, ShapesWorld
 from egokit.errors import InputError
-from egokit.files import write_bytes_atomic
+from egokit.files import make_folder, write_bytes_atomic
 
 MAX_SAMPLES = 100_000
 GROUND_TRUTH_FILE = "ground_truth.json"
@@ -72,13 +72,7 @@ def write_samples(out: Path, seed: int, n: int, size: int = 64) -> Path:
         raise InputError(f"--size must be a multiple of 8 between {MIN_SIZE} and {MAX_SIZE} pixels, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed must be a non-negative integer, got {seed!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output path {out} exists and is not a folder: choose a folder for the samples")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create the output folder {out}: {e.strerror or e}") from e
+    out = make_folder(out, "the output folder")
     world = ShapesWorld(seed=seed, size=size, patch=8, split="train")
     from tqdm.auto import tqdm
 

@@ -221,8 +221,6 @@ class Scene:
     @property
     def personal_caption(self) -> str:
         """The caption with each personal concept's noun phrase replaced by its name ("bix left of a ...")."""
-        from egokit.data.captions import personalize
-
         return " ".join(w.text for w in personalize(self.caption_tokens, self.objects))
 
     def word_boxes(self) -> list[tuple[int, int, int, int] | None]:
@@ -327,3 +325,15 @@ def stack_images(scenes: Sequence[Scene]) -> np.ndarray:
     if not scenes:
         raise InputError("no scenes to stack: pass at least one scene")
     return np.stack([s.image for s in scenes])
+
+
+def personalize(tokens: Sequence[CaptionWord], objects: Sequence[SceneObject]) -> list[CaptionWord]:
+    """Replace the noun phrase of every named object (a personal concept) by its name token."""
+    out: list[CaptionWord] = []
+    for w in tokens:
+        name = objects[w.ref].name if (w.ref is not None and w.role != "relation") else None
+        if name is None:
+            out.append(w)
+        elif not (out and out[-1].role == "name" and out[-1].ref == w.ref):
+            out.append(CaptionWord(name, "name", w.ref))
+    return out

@@ -1,4 +1,5 @@
-"""Image-only processors for families whose stock processor cannot be built without torchvision.
+"""Loading processors, and the base of image-only processors for families whose stock processor cannot be
+built without torchvision (the classes themselves live in their family's file and register here).
 
 The stock `Qwen2VLProcessor`, `Qwen2_5_VLProcessor` and `SmolVLMProcessor` also own a *video* processor, and
 video processors need torchvision (the SmolVLM one also needs `num2words`). The kit only feeds images, so
@@ -17,13 +18,10 @@ import os
 from typing import Any
 
 from transformers import AutoProcessor
-from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
-from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
-from transformers.models.smolvlm.processing_smolvlm import SmolVLMProcessor
 from transformers.processing_utils import ProcessorMixin
 
 
-class _StockNameMixin:
+class StockNameMixin:
     """Save under the stock processor's class name, so the folder stays a standard checkpoint folder."""
 
     stock_class_name: str = ""
@@ -34,70 +32,8 @@ class _StockNameMixin:
         return out
 
 
-class Qwen2VLImageOnlyProcessor(_StockNameMixin, Qwen2VLProcessor):
-    """`Qwen2VLProcessor` without the video processor (images and text only)."""
-
-    stock_class_name = "Qwen2VLProcessor"
-
-    def __init__(
-        self,
-        image_processor: Any = None,
-        tokenizer: Any = None,
-        chat_template: str | None = None,
-        **kwargs: Any,
-    ):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
-class Qwen2_5_VLImageOnlyProcessor(_StockNameMixin, Qwen2_5_VLProcessor):
-    """`Qwen2_5_VLProcessor` without the video processor (images and text only)."""
-
-    stock_class_name = "Qwen2_5_VLProcessor"
-
-    def __init__(
-        self,
-        image_processor: Any = None,
-        tokenizer: Any = None,
-        chat_template: str | None = None,
-        **kwargs: Any,
-    ):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
-class SmolVLMImageOnlyProcessor(_StockNameMixin, SmolVLMProcessor):
-    """`SmolVLMProcessor` without the video processor and without the `num2words` requirement (videos only)."""
-
-    stock_class_name = "SmolVLMProcessor"
-
-    def __init__(
-        self,
-        image_processor: Any,
-        tokenizer: Any,
-        image_seq_len: int = 169,
-        chat_template: str | None = None,
-        **kwargs: Any,
-    ):
-        # Same attributes as SmolVLMProcessor.__init__, minus the num2words check and the video processor.
-        self.fake_image_token = getattr(tokenizer, "fake_image_token", "<fake_token_around_image>")
-        self.image_token = getattr(tokenizer, "image_token", "<image>")
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.end_of_utterance_token = getattr(tokenizer, "end_of_utterance_token", "<end_of_utterance>")
-        self.global_image_token = getattr(tokenizer, "global_image_token", "<global-img>")
-        self.image_seq_len = image_seq_len
-        self.video_token = getattr(tokenizer, "video_token", "<video>")
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
-
-    def apply_chat_template(self, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
-        # The stock override reads video defaults from the video processor; images need none of that.
-        return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
-
-
-PROCESSOR_CLASSES: dict[str, type[ProcessorMixin]] = {
-    "qwen2_vl": Qwen2VLImageOnlyProcessor,
-    "qwen2_5_vl": Qwen2_5_VLImageOnlyProcessor,
-    "smolvlm": SmolVLMImageOnlyProcessor,
-}
-"""model_type -> the processor class to load instead of `AutoProcessor`."""
+PROCESSOR_CLASSES: dict[str, type[ProcessorMixin]] = {}
+"""model_type -> the processor class to load instead of `AutoProcessor` (each family's file registers its own)."""
 
 
 def load_processor(path: str | os.PathLike[str], model_type: str | None = None, **kwargs: Any) -> Any:
@@ -112,10 +48,4 @@ def load_processor(path: str | os.PathLike[str], model_type: str | None = None, 
     return AutoProcessor.from_pretrained(path, **kwargs)
 
 
-__all__ = [
-    "PROCESSOR_CLASSES",
-    "Qwen2VLImageOnlyProcessor",
-    "Qwen2_5_VLImageOnlyProcessor",
-    "SmolVLMImageOnlyProcessor",
-    "load_processor",
-]
+__all__ = ["PROCESSOR_CLASSES", "StockNameMixin", "load_processor"]

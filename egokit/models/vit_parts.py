@@ -10,7 +10,9 @@ build (two pathways, prepended prompt tokens). `ViTParts` hides where each famil
     pooled = parts.pool(x)            # what the model itself pools (CLS after its final norm, ...)
 
 With nothing inserted, `pool(blocks(embed(x)))` is exactly the model's own pooled output (tested).
-Adding a family means one entry in `_FAMILIES`.
+For a loaded model, callers pass the vision tower its family names (`loaded.adapter.module("vision")`);
+a bare module is searched for its tower by attribute (`vision_tower` below). Adding a family means one
+entry in `_FAMILIES`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
+from egokit.models.adapters.base import find_path
 
 
 @dataclass(frozen=True)
@@ -87,14 +90,9 @@ _FAMILIES: dict[str, _Family] = {
 
 
 def _get(obj: Any, paths: tuple[str, ...]) -> Any:
-    for path in paths:
-        found = obj
-        try:
-            for name in path.split("."):
-                found = getattr(found, name)
-        except AttributeError:
-            continue
-        return found
+    found = find_path(obj, paths)
+    if found is not None:
+        return found[1]
     raise InputError(f"{type(obj).__name__} has none of {', '.join(paths)}: this transformers version lays the "
                      "model out differently; add the path to egokit.models.vit_parts._FAMILIES")
 

@@ -71,7 +71,7 @@ reserved pool, so a name means nothing until the context binds it.
 A *memory* is a reference view's projected visual tokens (what the decoder receives for the image),
 all 64 or a random subset of 10–100 % in raster order (never chosen by masks or attention in
 training), placed at image-token positions through `inputs_embeds`: one `<image>` token id per
-memory token, then `egokit.recipes.prompting.assemble` writes the rows (exactly what LLaVA does with
+memory token, then `egokit.models.context.assemble` writes the rows (exactly what LLaVA does with
 `pixel_values`, so 64 tokens of an image give the same logits as the image itself). References are
 alone or cluttered with the concept's companions; queries are positives, hard negatives (same shape
 and colours, another mark; weighted ×2, more of them as training goes on), easy negatives and

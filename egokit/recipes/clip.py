@@ -43,6 +43,7 @@ from egokit.data.holdout import DEFAULT_HOLDOUT
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import COLORS, PATTERNS, SHAPES, WORDS
 from egokit.recipes.clip_texts import match_matrix, sample_text, zero_shot_prompts
+from egokit.recipes.contrastive import soft_contrastive
 from egokit.recipes.patch_targets import TARGET_CLASSES, batch_targets, object_targets
 
 #: Seed of the ShapesWorld generator every zoo model is trained and evaluated on (fixes the splits).
@@ -280,14 +281,6 @@ class ClipData:
 
 
 # ---------------------------------------------------------------------------------------------- loss
-
-
-def soft_contrastive(logits: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE whose targets spread evenly over every true pair (rows: images, cols: texts)."""
-    m = match.float()
-    i2t = -(F.log_softmax(logits, dim=1) * (m / m.sum(1, keepdim=True))).sum(1).mean()
-    t2i = -(F.log_softmax(logits, dim=0) * (m / m.sum(0, keepdim=True))).sum(0).mean()
-    return 0.5 * (i2t + t2i)
 
 
 def clip_losses(model: Any, heads: DenseHeads, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

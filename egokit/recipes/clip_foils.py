@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 import egokit.training as runtime
 from egokit.errors import InputError
-from egokit.recipes.clip import soft_contrastive
+from egokit.recipes.contrastive import soft_contrastive
 
 
 def text_embeddings(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ scenes come from another random stream, test concepts are identities the train s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,10 +39,11 @@ from egokit.data.caption_scoring import caption_score
 from egokit.data.scenes import Scene
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import COLORS, SHAPES
+from egokit.models.context import Memory, build_batch, tokenizer_of
+from egokit.models.generation import greedy_from_embeds, next_token_logits
+from egokit.models.loading import LoadedModel, from_model
 from egokit.recipes.clip import to_pixels
 from egokit.recipes.patch_targets import patch_targets
-from egokit.recipes.prompting import image_features
-from egokit.recipes.vlm_infer import generate, next_token_logits
 from egokit.recipes.vlm_tasks import (
     CAPTION_PROMPT,
     COVERAGE_PROMPT,
@@ -55,18 +56,59 @@ from egokit.recipes.vlm_tasks import (
     subject_keywords,
 )
 
+#: a prompt of the micro VLM: text, or a (n_tokens, D) tensor of projected image tokens (a whole image from
+#: `image_rows`, or a memory, any subset of one), put in the context as soft visual tokens
+Prompt = Sequence[str | torch.Tensor]
+
 QUERY_CYCLE = ("positive", "hard_negative", "positive", "easy_negative", "positive", "distractor_only")
 MEMORY_VARIANTS = ("full", "random20", "oracle20", "none")
 
 
-def _features(model: Any, scenes: list[Scene], batch: int = 64) -> torch.Tensor:
+def image_rows(loaded: LoadedModel, images: Sequence[np.ndarray], batch: int = 64) -> torch.Tensor:
+    """Projected image tokens (N, n_tokens, D) of ShapesWorld images: what the language model receives."""
+    model = loaded.model
     device = next(model.parameters()).device
     out = []
     with torch.no_grad():
-        for i in range(0, len(scenes), batch):
-            px = to_pixels(np.stack([s.image for s in scenes[i:i + batch]]), device)
-            out.append(image_features(model, px.to(next(model.parameters()).dtype)))
+        for i in range(0, len(images), batch):
+            px = to_pixels(np.stack(images[i:i + batch]), device)
+            out.append(torch.stack(loaded.adapter.image_features({"pixel_values": px.to(loaded.dtype)})))
     return torch.cat(out)
+
+
+def _features(loaded: LoadedModel, scenes: list[Scene]) -> torch.Tensor:
+    return image_rows(loaded, [s.image for s in scenes])
+
+
+def _batch(loaded: LoadedModel, prompts: Sequence[Prompt]) -> Any:
+    return build_batch(loaded, [[Memory(p) if isinstance(p, torch.Tensor) else p for p in prompt]
+                                for prompt in prompts])
+
+
+def prompt_logits(loaded: LoadedModel, prompts: Sequence[Prompt]) -> torch.Tensor:
+    """(B, vocab) logits of the first answer token of each prompt (one left-padded batch)."""
+    b = _batch(loaded, prompts)
+    return next_token_logits(loaded.model, b.embeds, b.attention_mask, b.position_ids)
+
+
+def generate_answers(loaded: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int = 40) -> list[str]:
+    """Greedy answers of a batch of prompts, as words (`answer_words`)."""
+    b = _batch(loaded, prompts)
+    out = greedy_from_embeds(loaded.model, b.embeds, b.attention_mask, b.position_ids, max_new_tokens)
+    tok = tokenizer_of(loaded)
+    return [answer_words(tok, ids) for ids in out.token_ids]
+
+
+def answer_words(tok: Any, ids: Sequence[int]) -> str:
+    """Words of `ids` up to the first eos (padding and bos dropped), separated by single spaces."""
+    words = []
+    for i in ids:
+        if i == tok.eos_token_id:
+            break
+        if i in (tok.pad_token_id, tok.bos_token_id):
+            continue
+        words.append(tok.convert_ids_to_tokens(int(i)))
+    return " ".join(words)
 
 
 def _batches(items: list, size: int):
@@ -91,9 +133,9 @@ def _ridge_acc(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_t
     return float(((b @ w).argmax(1) == y_test).mean())
 
 
-def token_locality(model: Any, scenes: list[Scene]) -> dict[str, float]:
+def token_locality(loaded: LoadedModel, scenes: list[Scene]) -> dict[str, float]:
     """A_own, A_far and their difference (module docstring)."""
-    feats = _features(model, scenes).float().cpu().numpy()          # (N, 64, D)
+    feats = _features(loaded, scenes).float().cpu().numpy()          # (N, 64, D)
     n, t, d = feats.shape
     side = int(round(t ** 0.5))
     rr, cc = np.divmod(np.arange(t), side)
@@ -129,7 +171,7 @@ def _f1(pred: list[bool], truth: list[bool]) -> float:
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
-def incontext(model: Any, tok: Any, world: ShapesWorld, n: int, seed: int, batch: int = 32,
+def incontext(loaded: LoadedModel, world: ShapesWorld, n: int, seed: int, batch: int = 32,
               step: Callable[[int], None] = lambda k: None) -> dict[str, float]:
     concepts = world.concepts(min(60, n))
     rng = np.random.default_rng([seed, 13])
@@ -142,11 +184,12 @@ def incontext(model: Any, tok: Any, world: ShapesWorld, n: int, seed: int, batch
         k = subject_index(ref)
         keeps = {"full": None, "random20": random_keep(rng, 64, 0.2), "oracle20": oracle_keep(ref, k, 0.2)}
         cases.append((c, ref, query, kind, keeps))
+    tok = tokenizer_of(loaded)
     yes, no = tok.convert_tokens_to_ids("yes"), tok.convert_tokens_to_ids("no")
     preds: dict[str, list[bool]] = {v: [] for v in MEMORY_VARIANTS}
     for chunk in _batches(cases, batch):
-        ref_f = _features(model, [c[1] for c in chunk])
-        qry_f = _features(model, [c[2] for c in chunk])
+        ref_f = _features(loaded, [c[1] for c in chunk])
+        qry_f = _features(loaded, [c[2] for c in chunk])
         for variant in MEMORY_VARIANTS:
             prompts = []
             for j, (c, _, _, _, keeps) in enumerate(chunk):
@@ -155,7 +198,7 @@ def incontext(model: Any, tok: Any, world: ShapesWorld, n: int, seed: int, batch
                     keep = keeps[variant]
                     head = [ref_f[j] if keep is None else ref_f[j][torch.as_tensor(keep)]]
                 prompts.append([*head, intro(c.name), qry_f[j], presence_question(c.name)])
-            logits = next_token_logits(model, tok, prompts)
+            logits = prompt_logits(loaded, prompts)
             preds[variant] += (logits[:, yes] > logits[:, no]).tolist()
         step(len(chunk))
     truth = [case[3] == "positive" for case in cases]
@@ -175,11 +218,13 @@ def incontext(model: Any, tok: Any, world: ShapesWorld, n: int, seed: int, batch
 # ---------------------------------------------------------------------------------------------- all
 
 
-def evaluate_vlm(model: Any, processor: Any, seed: int = 0, n: int = 240, world_seed: int = 0,
+def evaluate_vlm(model: Any, processor: Any = None, seed: int = 0, n: int = 240, world_seed: int = 0,
                  progress: Callable[[int], None] | None = None) -> dict[str, float]:
-    """Every micro-VLM metric (module docstring); `n` sets the sample sizes, `seed` which test items."""
+    """Every micro-VLM metric (module docstring); `n` sets the sample sizes, `seed` which test items.
+
+    model: the micro VLM and its `processor`, or a `LoadedModel` (then `processor` is not needed)."""
     step = progress or (lambda k: None)
-    tok = processor.tokenizer
+    loaded = model if isinstance(model, LoadedModel) else from_model(model, processor, name="micro-vlm")
     world = ShapesWorld(seed=world_seed, split="test")
     rng = np.random.default_rng([seed, 12])
     start = int(rng.integers(1 << 20))
@@ -188,8 +233,8 @@ def evaluate_vlm(model: Any, processor: Any, seed: int = 0, n: int = 240, world_
     scenes = list(world.scenes(n // 2, start))
     correct = total = counted = 0
     for chunk in _batches(scenes, 32):
-        feats = _features(model, chunk)
-        answers = generate(model, tok, [[feats[j], CAPTION_PROMPT] for j in range(len(chunk))], max_new_tokens=48)
+        feats = _features(loaded, chunk)
+        answers = generate_answers(loaded, [[feats[j], CAPTION_PROMPT] for j in range(len(chunk))], max_new_tokens=48)
         for a, s in zip(answers, chunk):
             c, t, ok = caption_score(a, s)
             correct, total, counted = correct + c, total + t, counted + ok
@@ -201,8 +246,9 @@ def evaluate_vlm(model: Any, processor: Any, seed: int = 0, n: int = 240, world_
     qa = [qa[int(i)] for i in np.sort(rng.choice(len(qa), size=min(len(qa), 2 * n), replace=False))]
     hits: dict[str, list[bool]] = {}
     for chunk in _batches(qa, 64):
-        feats = _features(model, [s for s, _ in chunk])
-        answers = generate(model, tok, [[feats[j], q.question] for j, (_, q) in enumerate(chunk)], max_new_tokens=6)
+        feats = _features(loaded, [s for s, _ in chunk])
+        answers = generate_answers(loaded, [[feats[j], q.question] for j, (_, q) in enumerate(chunk)],
+                                   max_new_tokens=6)
         for a, (_, q) in zip(answers, chunk):
             hits.setdefault(q.kind, []).append(a == q.answer)
         step(len(chunk))
@@ -211,19 +257,19 @@ def evaluate_vlm(model: Any, processor: Any, seed: int = 0, n: int = 240, world_
     for kind, v in sorted(hits.items()):
         out[f"vlm.vqa_acc_{kind}"] = float(np.mean(v))
 
-    out.update(incontext(model, tok, world, n, seed, step=step))
+    out.update(incontext(loaded, world, n, seed, step=step))
 
     concepts = world.concepts(min(40, n))
     refs = [world.reference_views(concepts[i % len(concepts)], 1, clutter=bool(i % 2))[0] for i in range(n // 4)]
-    feats = _features(model, refs)
-    subj = generate(model, tok, [[feats[j], SUBJECT_PROMPT] for j in range(len(refs))], max_new_tokens=12)
-    cov = generate(model, tok, [[feats[j], COVERAGE_PROMPT] for j in range(len(refs))], max_new_tokens=3)
+    feats = _features(loaded, refs)
+    subj = generate_answers(loaded, [[feats[j], SUBJECT_PROMPT] for j in range(len(refs))], max_new_tokens=12)
+    cov = generate_answers(loaded, [[feats[j], COVERAGE_PROMPT] for j in range(len(refs))], max_new_tokens=3)
     out["vlm.subject_acc"] = float(np.mean([a == subject_keywords(r.objects[subject_index(r)])
                                             for a, r in zip(subj, refs)]))
     out["vlm.coverage_acc"] = float(np.mean([_close(a, r.coverage(subject_index(r))) for a, r in zip(cov, refs)]))
     step(len(refs))
 
-    out.update(token_locality(model, list(world.scenes(max(20, n // 4), start + 2 * n))))
+    out.update(token_locality(loaded, list(world.scenes(max(20, n // 4), start + 2 * n))))
     step(1)
     return out
 

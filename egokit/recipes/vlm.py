@@ -9,8 +9,9 @@ over a word-level vocabulary (ShapesWorld's `WORDS`, names included, + `<image>`
 Training data: `vlm_tasks.Mixture` on the train split of `ShapesWorld(seed=WORLD_SEED)` (no attribute
 holdout: the VLM sees every colour and shape through the frozen tower; personal concepts of the train
 partition only). Every step has one batch of single-image tasks and one of in-context tasks. Images
-enter the language model through `prompting.assemble` (projected tokens written at image-token
-positions; memories are token subsets), the same assembly Ego's memories use.
+enter the language model as soft visual tokens (`egokit.models.context`: the prompt rendered by the chat
+template with one image-token id per memory token, then `assemble` writes the projected tokens at those
+positions; memories are token subsets), the same context Ego's memories and the evaluation use.
 
 Losses: next-token cross-entropy on answers (each example's mean over its answer tokens, weighted: hard
 negatives ×2), plus an auxiliary recognition head (training-only, not saved) that reads every query-image token
@@ -21,6 +22,7 @@ none) from the hidden state halfway up the decoder, so that the layers above can
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,10 +37,18 @@ from tqdm.auto import tqdm
 import egokit.training as runtime
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import WORDS
+from egokit.files import write_text_atomic
+from egokit.models.context import Slot, assemble, pad, token_ids
+from egokit.models.loading import LoadedModel, from_model
+from egokit.models.settings import SETTINGS_FILE
 from egokit.recipes.clip import PATCH, WORLD_SEED, ClipRecipe, build_clip, image_processor, to_pixels
-from egokit.recipes.prompting import IGNORE, Slot, assemble, encode, pad
 from egokit.recipes.vlm_tasks import MAX_CONCEPTS, Example, Mixture, Visual
 from egokit.zoo import ZOO_DIR
+
+IGNORE = -100
+#: the checkpoint's own settings, written beside its weights (`egokit.models.settings`): Ego asks the micro
+#: VLM with the texts it was trained on
+CHECKPOINT_SETTINGS = {"ego": {"prompt_format": "micro"}}
 
 
 @dataclass
@@ -145,16 +155,30 @@ def _visuals(ex: Example) -> list[Visual]:
     return [p for p in ex.pieces if isinstance(p, Visual)]
 
 
-def collate(examples: list[Example], tok: Any, n_tokens: int, images: list[np.ndarray]) -> dict[str, Any]:
+def encode(loaded: LoadedModel, pieces: list[str | Slot], answer: str | None = None) -> tuple[list[int], list[int]]:
+    """Token ids of a one-turn chat prompt (`egokit.models.context.token_ids`) followed by the answer and
+    eos, and its labels (IGNORE except on the answer and its eos)."""
+    tok = loaded.processor.tokenizer
+    ids, _ = token_ids(loaded, pieces)
+    labels = [IGNORE] * len(ids)
+    if answer is not None:
+        target = [*tok.encode(answer, add_special_tokens=False), tok.eos_token_id]
+        ids += target
+        labels += target
+    return ids, labels
+
+
+def collate(examples: list[Example], loaded: LoadedModel, n_tokens: int, images: list[np.ndarray]) -> dict[str, Any]:
     """Token ids (right padded), labels, per-example weights, aux labels, the images these examples use
     and the memory plan (which image, which tokens, in slot order)."""
+    tok = loaded.processor.tokenizer
     ids, labels, match = [], [], []
     plan: list[tuple[int, np.ndarray | None]] = []
     local: dict[int, int] = {}
     for ex in examples:
         pieces = [Slot(n_tokens if p.keep is None else len(p.keep)) if isinstance(p, Visual) else p
                   for p in ex.pieces]
-        i, lab = encode(tok, pieces, ex.answer)
+        i, lab = encode(loaded, pieces, ex.answer)
         m = np.full(len(i), IGNORE, dtype=np.int64)
         pos = np.flatnonzero(np.array(i) == tok.image_token_id)
         at = 0
@@ -207,7 +231,7 @@ def batch_losses(model: Any, head: MatchHead, batch: dict[str, Any], device: tor
     memories = [feats[i] if keep is None else feats[i, torch.as_tensor(keep, device=device)]
                 for i, keep in batch["plan"]]
     input_ids = batch["input_ids"].to(device)
-    embeds = assemble(model, input_ids, memories)
+    embeds = assemble(model, input_ids, memories, model.config.image_token_id)
     lm_out = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(device),
                                         output_hidden_states=True)
     hidden = lm_out.last_hidden_state
@@ -264,7 +288,7 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
     world = ShapesWorld(seed=recipe.world_seed, split="train")
     n_tokens = (world.size // PATCH) ** 2
     mixture = Mixture(world, recipe.seed, n_tokens)
-    tok = processor.tokenizer
+    loaded = from_model(model, processor, name="micro-vlm")
     every = runtime.Every(checkpoint_seconds)
     t0 = time.monotonic()
     bar = tqdm(range(start, recipe.steps), initial=start, total=recipe.steps, desc="micro-vlm",
@@ -288,7 +312,7 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
             answer = match = 0.0
             for chunk in chunks:
                 share = len(chunk) / len(examples)
-                losses = batch_losses(model, head, collate(chunk, tok, n_tokens, images), dev)
+                losses = batch_losses(model, head, collate(chunk, loaded, n_tokens, images), dev)
                 loss = losses["answer"] + recipe.match_weight * losses["match"]
                 (share * loss).backward()
                 answer += share * losses["answer"].item()
@@ -310,6 +334,7 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
     out.mkdir(parents=True, exist_ok=True)
     runtime.export_fp16(model, out)
     processor.save_pretrained(out)
+    write_text_atomic(out / SETTINGS_FILE, json.dumps(CHECKPOINT_SETTINGS) + "\n")
     runtime.atomic_write_json(out / "training.json", {
         "recipe": asdict(recipe), "kind": "vlm", "steps": recipe.steps, "segments": segments,
         "wall_seconds": round(elapsed, 1),

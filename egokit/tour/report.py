@@ -29,7 +29,7 @@ from typing import Any
 from PIL import Image
 
 from egokit.errors import EgokitError, InputError
-from egokit.files import write_text_atomic
+from egokit.files import make_folder, write_text_atomic
 
 
 @dataclass
@@ -231,12 +231,7 @@ def metrics_document(sections: list[Section], ctx: TourContext) -> dict[str, Any
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir} exists and is not a folder; pass --out with a folder path")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create the report folder {out_dir}: {e}; pass another --out") from None
+    make_folder(out_dir, "the report folder")
 
 
 def _jsonable(o: Any) -> Any:

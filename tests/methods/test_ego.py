@@ -12,9 +12,9 @@ import torch
 from test_ego_support import quick_micro_vlm, single_thread, tiny
 
 import egokit
-import egokit.methods.ego.personalize as ego
+import egokit.methods.ego as ego
 from egokit.data.shapesworld import ShapesWorld
-from egokit.errors import InputError, MemoryFileError
+from egokit.errors import CapabilityError, InputError, MemoryFileError
 
 SW = ShapesWorld(seed=0, split="test")
 CONCEPTS = SW.concepts(3)
@@ -170,7 +170,7 @@ def test_input_errors() -> None:
     with pytest.raises(InputError):
         ego.ask(lm, None, QUERY.image, " ")
     clip = tiny("clip")
-    with pytest.raises(InputError, match="generative"):
+    with pytest.raises(CapabilityError, match="Ego needs .*generates text"):
         ego.remember(clip, REFS[0], "bix")
 
 
@@ -188,5 +188,37 @@ def test_llava_onevision_runs_and_paligemma_is_refused() -> None:
     assert mem.n_tokens == sum(mem.budget) == round(0.1 * mem.views[0].n_tokens)
     answer = ego.ask(lm, mem, QUERY.image, "is bix in this image ?", max_new_tokens=1)
     assert answer.memory_tokens == mem.n_tokens
-    with pytest.raises(InputError, match="paligemma"):
+    with pytest.raises(CapabilityError, match="Ego needs .*soft visual tokens in context.*paligemma"):
         ego.remember(tiny("paligemma"), REFS[0], "bix")
+    with pytest.raises(CapabilityError, match="soft visual tokens"):
+        ego.ask(tiny("paligemma"), None, QUERY.image, "is bix in this image ?")
+
+
+def test_results_save_load_and_show(tmp_path) -> None:
+    """Answer, LayerCalibration, ReferenceLook, ConceptMemory and MemoryBank are results: JSON, a picture, a file."""
+    from egokit.results import Result
+
+    png = b"\x89PNG\r\n\x1a\n"
+    lm = tiny("llava")
+    mem = ego.remember(lm, REFS[0], "bix", budget=0.2)
+    answer = ego.ask(lm, mem, QUERY.image, "is bix in this image ?", max_new_tokens=2)
+    back = ego.Answer.load(answer.save(tmp_path / "answer.safetensors"))
+    assert back.to_dict() == answer.to_dict() and back.yes == answer.yes
+
+    cal = ego.calibrate_layers(lm, [REFS[0]], keep=1, cache=False)
+    again = ego.LayerCalibration.load(cal.save(tmp_path / "cal.safetensors"))
+    assert again.to_dict() == cal.to_dict() and again.precision == cal.precision
+
+    look = ego.look_at(lm, REFS[0], keywords=["red", "circle"])
+    seen = ego.ReferenceLook.load(look.save(tmp_path / "look.safetensors"))
+    assert seen.to_dict() == look.to_dict() and torch.equal(seen.scores(), look.scores())
+    assert np.array_equal(seen.image, look.image)
+
+    bank = ego.MemoryBank([mem])
+    assert ego.ConceptMemory.load(mem.save(tmp_path / "bix.bank"), model=lm).name == "bix"
+    assert bank.to_dict()["concepts"][0]["name"] == "bix"
+    for result in (answer, cal, look, mem, bank):
+        assert isinstance(result, Result) and result._repr_png_().startswith(png)
+    with pytest.raises(MemoryFileError, match="not one memory"):
+        ego.ConceptMemory.load(ego.MemoryBank([mem, ego.remember(lm, REFS[1], "dax", selection="uniform")]).save(
+            tmp_path / "two.bank"))

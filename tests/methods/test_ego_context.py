@@ -1,5 +1,6 @@
-"""Memories as soft visual tokens: the assembled context equals the model's own image path, and the micro
-VLM's prompts are token for token what it was trained on."""
+"""Memories as soft visual tokens (`egokit.models.context`, Ego's contexts): the assembled context equals
+the model's own image path, greedy decoding from it equals `generate`, and the micro VLM's prompts are
+token for token the layout it was trained on."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 import torch
 from test_ego_support import quick_micro_vlm, single_thread, tiny
 
-from egokit.methods.ego.context import Memory, Picture, build, decode, encode_image
-from egokit.methods.ego.formats import MICRO
+from egokit.methods.ego import MICRO
+from egokit.models.context import Memory, Picture, Slot, build, build_batch, encode_image, token_ids
+from egokit.models.generation import greedy_from_embeds
 
 IMG = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
 
@@ -74,20 +76,48 @@ def test_cached_greedy_decoding_matches_generate(family: str) -> None:
         ref = lm.model.generate(**a.model_inputs(inputs), max_new_tokens=6, do_sample=False)
     want = ref[0, inputs["input_ids"].shape[1]:].tolist()
     ctx = build(lm, [Picture(encode_image(lm, IMG)), "describe the image"])
-    got = decode(lm, ctx, max_new_tokens=6).token_ids
-    assert got == want[: len(got)] and len(got) > 0
+    got = greedy_from_embeds(lm.model, ctx.embeds, ctx.attention_mask, ctx.position_ids, max_new_tokens=6)
+    assert got.token_ids[0] == want[: len(got.token_ids[0])] and len(got.token_ids[0]) > 0
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_a_left_padded_batch_answers_as_one_context_at_a_time(family: str) -> None:
+    lm = tiny(family)
+    enc = encode_image(lm, IMG)
+    prompts = [[Memory(enc.features[:2]), "this is bix .", Picture(enc), "is bix here ?"],
+               [Picture(enc), "what color is it ?"],
+               [Memory(enc.features[[0, 3, 5, 6, 7]]), "this is dax .", Memory(enc.features[:1]), "this is bix .",
+                Picture(enc), "is dax here ?"]]
+    batch = build_batch(lm, prompts)
+    assert len(set(batch.lengths)) == 3 and batch.attention_mask.sum(1).tolist() == batch.lengths
+    together = greedy_from_embeds(lm.model, batch.embeds, batch.attention_mask, batch.position_ids, max_new_tokens=5)
+    for i, pieces in enumerate(prompts):
+        ctx = build(lm, pieces)
+        alone = greedy_from_embeds(lm.model, ctx.embeds, ctx.attention_mask, ctx.position_ids, max_new_tokens=5)
+        assert together.token_ids[i] == alone.token_ids[0]
+        torch.testing.assert_close(together.first_logits[i], alone.first_logits[0], atol=1e-4, rtol=1e-4)
+        assert batch.input_ids[i, -len(ctx.input_ids):].tolist() == ctx.input_ids.tolist()
 
 
 def test_micro_prompt_is_what_the_micro_vlm_was_trained_on() -> None:
-    from egokit.recipes.prompting import Slot, assemble, encode
-
+    """`USER: [4 memory tokens] this is bix . [64 image tokens] is bix in this image ? ASSISTANT:`, word by word
+    (bos first), with the memory rows and the image's projector outputs at the image-token positions."""
     lm = quick_micro_vlm()
+    tok = lm.processor.tokenizer
     enc = encode_image(lm, IMG)
     mem = enc.features[[1, 3, 4, 9]]
     pieces = [Memory(mem), MICRO.introduce("bix"), Picture(enc), MICRO.question("bix")]
     ctx = build(lm, pieces)
-    ids, _ = encode(lm.processor.tokenizer, [Slot(4), "this is bix .", Slot(64), "is bix in this image ?"])
-    assert ctx.input_ids.tolist() == ids
-    with torch.no_grad():
-        want = assemble(lm.model, torch.tensor([ids]), [mem, enc.features])
-    torch.testing.assert_close(ctx.embeds, want)
+
+    def words(text: str) -> list[int]:
+        return tok.encode(text, add_special_tokens=False)
+
+    image = [tok.image_token_id]
+    want = [tok.bos_token_id, *words("user :"), *image * 4, *words("this is bix ."), *image * 64,
+            *words("is bix in this image ?"), *words("assistant :")]
+    assert ctx.input_ids.tolist() == want
+    assert token_ids(lm, [Slot(4), "this is bix .", Slot(64), "is bix in this image ?"])[0] == want
+    torch.testing.assert_close(ctx.embeds[0, ctx.memory_positions[0]], mem)
+    torch.testing.assert_close(ctx.embeds[0, ctx.image_positions[0]], enc.features)
+    text = ctx.embeds[0, ctx.input_ids != tok.image_token_id]
+    torch.testing.assert_close(text, lm.model.get_input_embeddings()(ctx.input_ids[ctx.input_ids != tok.image_token_id]))

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_ego_support import quick_micro_vlm, single_thread
+from test_ego_support import quick_micro_vlm, save_quick_micro_vlm, single_thread
 
-from egokit.methods.ego.evaluation import check_targets, evaluate, f1_score, held_out_concepts
+from egokit.methods.ego import EgoEvaluation, check_targets, evaluate, held_out_concepts, quick_evaluate
+from egokit.methods.ego.evaluation import f1_score
 
 KEYS = {
     "selection_precision": {"ego", "uniform", "random"},
@@ -49,9 +50,14 @@ def test_held_out_concepts_are_test_identities() -> None:
 
 
 @pytest.fixture(scope="module")
-def result() -> dict:
+def evaluation() -> EgoEvaluation:
     return evaluate(quick_micro_vlm(), seed=1, n_concepts=2, queries={"positive": 1, "hard_negative": 1},
                     video_frames=2, timing_queries=2, calibrate=False, progress=False)
+
+
+@pytest.fixture(scope="module")
+def result(evaluation: EgoEvaluation) -> dict:
+    return evaluation.to_dict()
 
 
 def test_eval_json(result: dict) -> None:
@@ -68,16 +74,31 @@ def test_eval_json(result: dict) -> None:
     assert set(check_targets(result)) >= {"f1_ego_ge_keywords", "add_concept_under_1s"}
 
 
+def test_evaluation_is_a_result(evaluation: EgoEvaluation, tmp_path: Path) -> None:
+    metrics = evaluation.metrics()
+    assert metrics["f1.ego"] == evaluation.to_dict()["f1"]["ego"]
+    assert metrics["settings.queries_per_concept.positive"] == 1 and metrics["settings.format"] == "micro"
+    assert all(isinstance(v, (int, float, str, bool)) or v is None for v in metrics.values())
+    back = EgoEvaluation.load(evaluation.save(tmp_path / "ego.safetensors"))
+    assert back.metrics() == metrics and back.to_dict() == evaluation.to_dict()
+    png = evaluation._repr_png_()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000
+    assert check_targets(evaluation) == check_targets(evaluation.to_dict())
+
+
+def test_quick_evaluate() -> None:
+    quick = quick_evaluate(quick_micro_vlm())
+    assert isinstance(quick, EgoEvaluation)
+    assert quick.metrics()["settings.concepts"] == 2 and quick.metrics()["counts.recognition_queries"] == 4
+
+
 def test_cli_remember_ask_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 
     from egokit.cli import main
     from egokit.data.shapesworld import ShapesWorld
 
-    lm = quick_micro_vlm()
-    folder = tmp_path / "model"
-    lm.model.save_pretrained(folder)
-    lm.processor.save_pretrained(folder)
+    folder = save_quick_micro_vlm(tmp_path / "model")
     sw = ShapesWorld(seed=0, split="test")
     concept = sw.concepts(1)[0]
     ref, query = tmp_path / "ref.png", tmp_path / "query.png"
@@ -97,6 +118,18 @@ def test_cli_remember_ask_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture
     bank.write_bytes(bank.read_bytes()[:50])
     assert main(["ego", "ask", str(query), "is bix here ?", "--bank", str(bank), "--model", str(folder)]) == 2
     assert "memory bank" in capsys.readouterr().err
+
+
+def test_cli_eval_json_prints_the_flat_metrics(evaluation: EgoEvaluation, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import egokit.commands.ego as commands
+    from egokit.cli import main
+
+    monkeypatch.setattr(commands, "run_eval", lambda args: evaluation)
+    assert main(["ego", "eval", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(evaluation.metrics()))
+    assert main(["ego", "eval"]) == 0
+    assert "selection_precision" in capsys.readouterr().out
 
 
 def test_cli_eval_parser() -> None:

@@ -128,6 +128,26 @@ def test_no_pickle_in_the_file(tmp_path: Path) -> None:
     assert json.loads(meta["json"])["concepts"][0]["name"] == "bix"
 
 
+def test_file_layout_is_unchanged(tmp_path: Path) -> None:
+    """The bank file's content (its JSON document and every tensor's name, dtype, shape and bytes, which its
+    checksum covers) is exactly what schema 1 has always written, so banks saved before still load."""
+    path = MemoryBank([_memory("bix"), _memory("dax", k=5, seed=1, image=False)]).save(tmp_path / "b.bank")
+    header = int.from_bytes(path.read_bytes()[:8], "little")
+    meta = json.loads(path.read_bytes()[8: 8 + header])["__metadata__"]
+    assert meta["sha256"] == "80f26b5adad3b1f078ddf8356451e41cf6b3deba06f6142da6bb1e217b3bb481"
+
+
+def test_a_bank_is_a_result(tmp_path: Path) -> None:
+    from egokit.results import Result
+
+    bank = MemoryBank([_memory("bix"), _memory("dax", k=5, seed=1, image=False)])
+    assert isinstance(bank, Result) and isinstance(bank["bix"], Result)
+    assert bank._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [c["name"] for c in bank.to_dict()["concepts"]] == ["bix", "dax"]
+    one = ConceptMemory.load(bank["dax"].save(tmp_path / "dax.bank"))
+    assert one.name == "dax" and torch.equal(one.embeddings, bank["dax"].embeddings)
+
+
 def test_memory_sizes_and_picture() -> None:
     m = _memory("bix", k=4)
     assert m.n_tokens == 4 and m.nbytes == 4 * 8 * 4 and m.view_of_token().tolist() == [0, 0, 0, 0]

@@ -1,21 +1,32 @@
 """egokit.methods.lorsu.session on a tiny random CLIP (4 vision heads): exact masks, frozen parts bit-identical,
-merging LoRA keeps outputs, the head mask only touches the chosen heads' rows, and the baselines only
-train what they claim to."""
+merging LoRA keeps outputs, the head mask only touches the chosen heads' rows, the baselines only train
+what they claim to, the parts are found through the model's family (a family without a dual encoder is
+refused; the LoRA baseline adapts the modules it always did), and a session report is a `Result`."""
 
 from __future__ import annotations
 
 import copy
+import io
+import re
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import egokit.methods.lorsu.session as lorsu
-from egokit.methods.lorsu.baselines import METHODS
+from egokit.errors import CapabilityError, InputError
+from egokit.methods.lorsu.baselines import METHODS, lora_targets
 from egokit.methods.lorsu.modules import RowLoRALinear, SparseDeltaLinear, install, merge_all
+from egokit.methods.lorsu.session import SessionReport
 from egokit.methods.lorsu.training import SessionData, image_embeddings
+from egokit.models.loading import from_model
 from egokit.models.tiny import build_tiny
+
+#: the module-name pattern the LoRA baseline used before its targets came from the family
+OLD_LORA_PATTERN = (r".*vision_model\.encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.(fc1|fc2))"
+                    r"|visual_projection")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -192,6 +203,68 @@ def test_baselines_train_only_the_vision_side_they_claim(tiny, data, method):
     if method == "lora":
         assert any("fc2" in k for k in changed) and "visual_projection.weight" in changed
         assert not hasattr(model, "peft_config")
+        assert report.trainable_params == 1920  # rank 2 on the 13 modules the pattern named (measured before)
+        assert report.settings["targets"] == lora_targets(model)
     if method == "full":
         vision = sum(p.numel() for p in model.vision_model.parameters()) + model.visual_projection.weight.numel()
         assert report.trainable_params == vision
+
+
+def _lora_params(model: nn.Module, targets: str | list[str], rank: int) -> int:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    work = copy.deepcopy(model)
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, bias="none",
+                                       target_modules=targets), work)
+    return sum(p.numel() for n, p in work.named_parameters() if "lora_" in n)
+
+
+@pytest.mark.parametrize(("which", "rank", "expected"), [("micro", 8, 75776), ("tiny", 2, 1920), ("tiny", 8, 7680)])
+def test_lora_targets_are_the_modules_the_old_pattern_named(tiny, which, rank, expected):
+    """The family's names pick the same modules as the old pattern, hence the same trainable parameters
+    (`expected`: counted with the pattern before the change)."""
+    import egokit
+
+    model = egokit.load("micro-clip", device="cpu").model if which == "micro" else tiny[0]
+    targets = lora_targets(model)
+    assert sorted(targets) == sorted(n for n, _ in model.named_modules() if re.fullmatch(OLD_LORA_PATTERN, n))
+    assert len(targets) == 6 * model.config.vision_config.num_hidden_layers + 1
+    assert _lora_params(model, targets, rank) == _lora_params(model, OLD_LORA_PATTERN, rank) == expected
+
+
+def test_a_model_without_a_dual_encoder_is_refused(data):
+    vlm, processor = build_tiny("llava", seed=0)
+    with pytest.raises(CapabilityError, match="LoRSU needs a model with the capability 'dual encoder'"):
+        lorsu.update(vlm, data, epochs=0)
+    with pytest.raises(CapabilityError, match="LoRSU"):
+        METHODS["lora"](from_model(vlm, processor), data, epochs=0, lr=1e-3)
+    with pytest.raises(InputError, match="dual encoder"):
+        lorsu.update(nn.Linear(4, 4), data, epochs=0)
+
+
+def test_a_loaded_model_and_its_module_get_the_same_session(tiny, data):
+    kw = {"top_heads": 1, "epochs": 1, "lr": 1e-2, "rank": 2, "alpha": 2, "seed": 3}
+    raw = copy.deepcopy(tiny[0])
+    loaded = from_model(copy.deepcopy(tiny[0]), tiny[1])
+    a, b = lorsu.update(raw, data, **kw), lorsu.update(loaded, data, **kw)
+    assert a.heads == b.heads and a.losses == b.losses and torch.equal(a.fc1_masks, b.fc1_masks)
+    assert all(torch.equal(x, y) for x, y in zip(raw.state_dict().values(), loaded.model.state_dict().values()))
+
+
+def _non_blank(png: bytes) -> bool:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    return int(pixels.max()) - int(pixels.min()) > 50
+
+
+@pytest.mark.parametrize("method", ["lorsu", "full"])
+def test_a_session_report_is_a_result(tiny, data, tmp_path, method):
+    kw = {"top_heads": 1, "epochs": 1, "lr": 1e-3, "rank": 2, "alpha": 2}
+    report = METHODS[method](copy.deepcopy(tiny[0]), data, **kw)
+    back = SessionReport.load(report.save(tmp_path / "report.safetensors"))
+    assert back.to_dict() == report.to_dict()
+    if method == "lorsu":
+        assert back.fc1_masks is not None and torch.equal(back.fc1_masks, report.fc1_masks)
+    else:
+        assert back.fc1_masks is None
+    assert _non_blank(report._repr_png_())

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import egokit
 import egokit.methods.misalign.scoring as misalign
 from egokit.data.shapesworld import ShapesWorld
-from egokit.errors import ImageError, InputError
+from egokit.errors import CapabilityError, ImageError, InputError
 from egokit.methods.misalign.inputs import PAPER_TEMPLATE, default_template
 from egokit.models.tiny import build_tiny
 
@@ -230,5 +230,37 @@ def test_bad_arguments(tiny, scene):
         misalign.score(tiny, scene.image, "a red circle", layers=0)
     with pytest.raises(InputError):
         misalign.score(tiny, scene.image, "a red circle", eps=float("nan"))
-    with pytest.raises(InputError, match="CLIP or SigLIP|dual"):
+    with pytest.raises(CapabilityError, match="misalignment scoring.*dual encoder"):
         misalign.score(build_tiny("llava"), scene.image, "a red circle")
+
+
+# ------------------------------------------------------------------------------------------ checkpoint settings
+
+
+def test_layers_and_eps_come_from_the_checkpoint_settings(tiny, scene):
+    from egokit.models.loading import from_model
+
+    calibrated = from_model(*tiny, settings={"misalign": {"layers": 2, "eps": -1e-3}})
+    r = misalign.score(calibrated, scene.image, scene.caption, heatmaps=False)
+    assert r.layers == [TEXT_LAYERS - 2, TEXT_LAYERS - 1] and r.eps == -1e-3
+    given = misalign.score(calibrated, scene.image, scene.caption, layers=1, eps=-2e-3, heatmaps=False)
+    assert given.layers == [TEXT_LAYERS - 1] and given.eps == -2e-3
+    only_layers = from_model(*tiny, settings={"misalign": {"layers": 4}, "ego": {"eps": 1.0}})
+    r = misalign.score(only_layers, scene.image, scene.caption, heatmaps=False)
+    assert r.layers == list(range(TEXT_LAYERS)) and r.eps == misalign.PAPER_EPS
+
+
+def test_a_model_without_settings_gets_the_paper_defaults(tiny, scene):
+    from egokit.models.loading import from_model
+
+    for model in (tiny, from_model(*tiny, name="micro-clip")):  # a pair, or settings-less under the zoo's name
+        r = misalign.score(model, scene.image, scene.caption, heatmaps=False)
+        assert r.layers == list(range(TEXT_LAYERS - misalign.PAPER_LAYERS, TEXT_LAYERS))
+        assert r.eps == misalign.PAPER_EPS
+
+
+def test_the_micro_clip_ships_its_calibration():
+    loaded = egokit.load("micro-clip", device="cpu")
+    assert loaded.settings_for("misalign") == {"layers": 4, "eps": -7.35e-4}
+    r = misalign.score(loaded, ShapesWorld(seed=0, split="test").scene(0).image, "a red circle .", heatmaps=False)
+    assert r.layers == [0, 1, 2, 3] and r.eps == -7.35e-4 and r.model_name == "micro-clip"

@@ -1,25 +1,33 @@
-"""The evaluation's metrics and the `egokit misalign score|eval` commands (through `egokit.cli.main`)."""
+"""The evaluation's metrics, `MisalignEvaluation` (flat metrics, save/load, picture), `quick_evaluate` on the micro
+CLIP, and the `egokit misalign score|eval` commands (through `egokit.cli.main`)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import egokit
 from egokit import cli
 from egokit.data.captions import FOIL_KINDS
 from egokit.data.shapesworld import ShapesWorld
-from egokit.methods.misalign.evaluation import (
+from egokit.methods.misalign import (
+    DEFAULT_MODEL,
+    MisalignEvaluation,
+    MisalignmentResult,
     average_precision,
     foil_set,
     localisation,
     multi_foil_set,
+    quick_evaluate,
     word_prf,
 )
-from egokit.methods.misalign.result import MisalignmentResult
+from egokit.methods.misalign.evaluation import QUICK, flat_metrics
 from egokit.models.tiny import build_tiny
+from egokit.results import Evaluation
 
 
 def _r(scores, words=None, eps=-0.05):
@@ -113,9 +121,43 @@ def test_cli_eval_json_keys(model_dir, capsys):
     for key in ("la", "la_clamped", "la_positive_only", "la_captum", "la_chefer", "la_paper_layers",
                 "ap_fclipscore", "ap_clipscore", "pair_accuracy", "captions_per_s_batched", "captions_per_s_single"):
         assert isinstance(doc[key], float), key
-    assert set(doc["la_by_type"]) == set(FOIL_KINDS)
-    assert set(doc["multi_error"]) == {"precision", "recall", "f1"}
+    assert all(v is None or isinstance(v, (int, float, str, bool)) for v in doc.values())  # one flat dict
+    assert {k for k in doc if k.startswith("la_by_type.")} == {f"la_by_type.{k}" for k in FOIL_KINDS}
+    assert {k for k in doc if k.startswith("multi_error.")} == {f"multi_error.{k}" for k in ("precision", "recall",
+                                                                                             "f1")}
     assert doc["n"] == 5 and doc["seed"] == 3 and doc["eps"] < 1e-30
-    assert doc["layers"] in ([1], [0, 1])  # calibrated on the validation split (the tiny CLIP has 2 layers)
-    assert set(doc["validation"]["val_la_by_layers"]) == {"1", "2"}
+    assert doc["layers"] in ("1", "0,1")  # calibrated on the validation split (the tiny CLIP has 2 layers)
+    assert {k for k in doc if k.startswith("validation.val_la_by_layers.")} == {
+        "validation.val_la_by_layers.1", "validation.val_la_by_layers.2"}
     assert 0.0 <= doc["la"] <= 1.0 and 0.0 <= doc["ap_fclipscore"] <= 1.0
+
+
+def test_flat_metrics_names_nested_values_with_dots():
+    nested = {"la": 0.5, "layers": [2, 3], "by": {"a": 1, "b": {2: None}}, "n": np.int64(4)}
+    flat = flat_metrics(nested)
+    assert flat == {"la": 0.5, "layers": "2,3", "by.a": 1, "by.b.2": None, "n": 4}
+    assert type(flat["n"]) is int
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return quick_evaluate(egokit.load(DEFAULT_MODEL, device="cpu"))
+
+
+def test_quick_evaluate_on_the_micro_clip(quick):
+    assert isinstance(quick, MisalignEvaluation) and isinstance(quick, Evaluation)
+    m = quick.metrics()
+    assert m["model"] == DEFAULT_MODEL == "micro-clip" and m["n"] == QUICK["n"] and m["la_captum"] is None
+    assert all(v is None or isinstance(v, (int, float, str, bool)) for v in m.values())
+    assert quick["la"] == m["la"] and quick.section("la_by_type").keys() == set(FOIL_KINDS)
+    assert quick.layers == [int(x) for x in m["layers"].split(",")]
+    assert quick.settings["n"] == QUICK["n"] and quick.settings["captum"] is False
+
+
+def test_evaluation_round_trips_and_draws(quick, tmp_path):
+    back = MisalignEvaluation.load(quick.save(tmp_path / "ev.safetensors"))
+    assert back.metrics() == quick.metrics() and back.settings == quick.settings
+    png = quick._repr_png_()
+    assert png.startswith(b"\x89PNG")
+    picture = quick.to_image().convert("L")
+    assert picture.getextrema()[0] < 128  # not blank: dark text on white

@@ -12,8 +12,16 @@ import torch
 import egokit
 import egokit.methods.pixel.locate as pixel
 from egokit.data.shapesworld import ShapesWorld
-from egokit.errors import InputError, MemoryFileError, ModelLoadError
-from egokit.methods.pixel.head import FeatureTap, PointHead, box_from_points, decoder_layers
+from egokit.errors import CapabilityError, InputError, MemoryFileError, ModelLoadError
+from egokit.methods.pixel.head import (
+    FEATURES,
+    LAYER_INPUTS,
+    PointHead,
+    box_from_points,
+    decoder_layers,
+    feature_hooks,
+    hidden_size,
+)
 from egokit.models.loading import from_model
 from egokit.models.tiny import build_tiny
 
@@ -33,9 +41,9 @@ def scene():
 
 def _head(lm, tuned: bool = False, seed: int = 0) -> PointHead:
     torch.manual_seed(seed)
-    layer = decoder_layers(lm.model)[-1]
+    layer = decoder_layers(lm)[-1]
     state = {k: v.detach() + 0.5 * torch.randn_like(v) for k, v in layer.named_parameters()} if tuned else None
-    last = len(decoder_layers(lm.model)) - 1
+    last = len(decoder_layers(lm)) - 1
     return PointHead(32, hidden=16, layer_states={last: state} if tuned else None,
                      meta={"base_model": "tiny", "base_fingerprint": lm.fingerprint()})
 
@@ -69,16 +77,36 @@ def test_box_from_points_orders_corners():
     assert box_from_points(pts).tolist()[0] == pytest.approx([0.2, 0.1, 0.8, 0.6])
 
 
-def test_feature_tap_reads_what_the_vocabulary_projection_reads(tiny):
+def test_feature_hooks_read_what_the_vocabulary_projection_reads(tiny):
     ids = torch.tensor([[2, 5, 6, 7]])
-    with FeatureTap(tiny.model) as tap:
+    with feature_hooks(tiny) as hooks:
         out = tiny.model.model.language_model(input_ids=ids)
         logits = tiny.model.lm_head(out.last_hidden_state)
-    assert torch.allclose(tap.features, out.last_hidden_state)
-    assert torch.allclose(tiny.model.lm_head(tap.features), logits)
-    assert torch.allclose(tap.layer_inputs, tiny.model.get_input_embeddings()(ids))  # what layer 0 receives
+    assert torch.allclose(hooks[FEATURES], out.last_hidden_state)
+    assert torch.allclose(tiny.model.lm_head(hooks[FEATURES]), logits)
+    assert torch.allclose(hooks[LAYER_INPUTS], tiny.model.get_input_embeddings()(ids))  # what layer 0 receives
     assert not tiny.model.lm_head._forward_pre_hooks  # removed on exit
-    assert not decoder_layers(tiny.model)[0]._forward_pre_hooks
+    assert not decoder_layers(tiny)[0]._forward_pre_hooks
+
+
+def test_feature_hooks_keep_the_prompt_pass_not_a_decoding_step(tiny):
+    ids = torch.tensor([[2, 5, 6, 7]])
+    with torch.no_grad(), feature_hooks(tiny) as hooks:
+        tiny.model.generate(input_ids=ids, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert hooks[LAYER_INPUTS].shape[1] == 4
+    assert torch.allclose(hooks[LAYER_INPUTS], tiny.model.get_input_embeddings()(ids))
+    assert hooks[FEATURES].shape[1] == 1  # the vocabulary projection's input: the latest call's
+
+
+def test_the_family_says_where_the_decoder_layers_are(tiny):
+    assert decoder_layers(tiny) is tiny.adapter.module("language_blocks")
+    assert decoder_layers(tiny.adapter) is decoder_layers(tiny)
+    assert hidden_size(tiny) == hidden_size(tiny.model) == 32
+    with pytest.raises(InputError, match="LoadedModel"):
+        decoder_layers(tiny.model)
+    clip = from_model(*build_tiny("clip"))
+    with pytest.raises(CapabilityError, match="point head"):
+        decoder_layers(clip)
 
 
 def test_localize_gives_every_word_a_point_and_box_in_image_pixels(tiny, scene):
@@ -122,7 +150,7 @@ def test_refer_box_is_min_max_over_the_expression_tokens(tiny, scene):
 
 
 def test_tuned_layer_is_swapped_in_only_inside_attached_and_restored_on_error(tiny, scene):
-    layer = decoder_layers(tiny.model)[-1]
+    layer = decoder_layers(tiny)[-1]
     before = {k: v.detach().clone() for k, v in layer.named_parameters()}
     tuned = _head(tiny, tuned=True)
     plain = PointHead(32, hidden=16, meta=dict(tuned.meta))
@@ -195,8 +223,15 @@ def test_result_save_load_and_pictures(tiny, scene, tmp_path):
 
 def test_egokit_pixel_is_the_public_module():
     assert egokit.pixel is sys.modules["egokit.methods.pixel"]
-    for name in ("PointHead", "localize", "refer", "load_head", "evaluate", "PixelResult"):
-        assert hasattr(egokit.pixel, name)
+    for name in ("PointHead", "localize", "refer", "load_head", "evaluate", "quick_evaluate", "PixelResult",
+                 "PixelEvaluation", "DEFAULT_MODEL", "caption_words", "iou", "referring_expressions",
+                 "trace_picture", "trace_targets"):
+        assert hasattr(egokit.pixel, name) and name in egokit.pixel.__all__
+    assert egokit.pixel.DEFAULT_MODEL == "micro-vlm" and egokit.pixel.DEFAULT_HEAD == "micro-pixel"
+    from egokit.results import Result
+
+    assert issubclass(egokit.pixel.PixelResult, Result)
+    assert (egokit.pixel.PixelResult.FILE_KIND, egokit.pixel.PixelResult.FILE_VERSION) == ("egokit.pixel_result", 1)
 
 
 def test_input_errors(tiny, scene):
@@ -208,7 +243,7 @@ def test_input_errors(tiny, scene):
     with pytest.raises(InputError, match="prompt is empty"):
         pixel.localize(tiny, head, scene, prompt=" ")
     clip = from_model(*build_tiny("clip"))
-    with pytest.raises(InputError):
+    with pytest.raises(CapabilityError, match="point head"):
         pixel.localize(clip, head, scene, check=False)
 
 

@@ -14,6 +14,7 @@ from egokit.methods.pixel.evaluation import center_box, inside, iou, match_phras
 from egokit.methods.pixel.head import PointHead
 from egokit.methods.pixel.targets import canonical_objects
 from egokit.methods.pixel.training import load_base
+from egokit.results import Evaluation
 
 KEYS = ("word_in_box", "word_in_box_center_baseline", "refer_p50", "refer_p50_center_baseline",
         "caption_attr_acc_with_head", "caption_attr_acc_without_head")
@@ -44,19 +45,25 @@ def test_boxes_and_baselines():
     assert 10 < w < 30 and 10 < h < 30
 
 
-def test_evaluate_on_a_tiny_model_returns_every_metric():
+def test_evaluate_on_a_tiny_model_returns_every_metric(tmp_path):
     base = load_base("tiny:llava", torch.device("cpu"))
     head = PointHead(32, hidden=16, meta={"base_fingerprint": base.fingerprint(), "mode": "box"})
-    m = pixel_eval.evaluate(base, head, seed=1, n=2, n_refer=3, progress=False)
+    ev = pixel_eval.evaluate(base, head, seed=1, n=2, n_refer=3, progress=False)
+    assert isinstance(ev, pixel_eval.PixelEvaluation) and isinstance(ev, Evaluation)
+    m = ev.metrics()
+    assert all(isinstance(v, (int, float, str, bool)) or v is None for v in m.values())  # flat
     assert m["position_probe_baseline_cells"] > 0 and m["position_probe_error_cells"] > 0
     for k in KEYS:
         assert 0.0 <= m[k] <= 1.0
     assert m["n_scenes"] == 2 and m["n_refer"] == 3 and m["seed"] == 1
     for k in ("refer_base_position_acc", "refer_p50_base_right", "refer_p50_base_wrong"):
         assert 0.0 <= m[k] <= 1.0
-    by = m["refer_p50_by_objects"]
+    by = {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith("refer_p50_by_objects.")}
     assert set(by) <= {"1", "2", "3"} and len(by) >= 1 and all(0.0 <= v <= 1.0 for v in by.values())
     assert json.dumps(m)
+    back = type(ev).load(ev.save(tmp_path / "eval.safetensors"))
+    assert back.metrics() == m and ev._repr_png_().startswith(b"\x89PNG")
+    assert pixel_eval.flatten({"a": 1, "b": {"1": 0.5, "2": {"x": 2}}}) == {"a": 1, "b.1": 0.5, "b.2.x": 2}
 
 
 def test_cli_pixel_commands(tmp_path, capsys, monkeypatch):
@@ -76,6 +83,7 @@ def test_cli_pixel_commands(tmp_path, capsys, monkeypatch):
     assert cli.main(["pixel", "eval", "--json", "--n", "1", "--n-refer", "1", "--seed", "2"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert all(k in doc for k in KEYS) and doc["seed"] == 2
+    assert not any(isinstance(v, dict) for v in doc.values())  # what metrics() gives: flat
 
 
 def test_cli_missing_head_is_one_line_error(tmp_path, capsys):

@@ -1,17 +1,33 @@
-"""`egokit sa2vp eval --quick` end to end through the CLI, and the result files."""
+"""`egokit sa2vp eval --quick` end to end through the CLI, the result files, `quick_evaluate`, the short
+comparison of the tour, and the shipped evaluation file."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from egokit.cli import main
-from egokit.errors import MemoryFileError
-from egokit.methods.sa2vp.evaluation import ABLATIONS, METHODS
-from egokit.methods.sa2vp.result import PromptChangeMaps, SA2VPEvalResult
+from egokit.errors import CapabilityError, MemoryFileError
+from egokit.methods.sa2vp import (
+    ABLATIONS,
+    METHODS,
+    SHORT_METHODS,
+    SHORT_TASK,
+    EvalSettings,
+    PromptChangeMaps,
+    SA2VPEvalResult,
+    quick_evaluate,
+    short_comparison,
+    short_settings,
+)
+from egokit.models.loading import from_model
 from egokit.models.tiny import build_tiny
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +59,21 @@ def test_quick_eval_runs_end_to_end_via_the_cli(quick_run, capsys):
     out, argv = quick_run
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
+    tasks = ("where", "count", "left_of", "color")
     for name in METHODS:
-        m = doc["methods"][name]
-        assert set(m["acc"]) == {"where", "count", "left_of", "color"}
-        assert all(0.0 <= v <= 1.0 for v in m["acc"].values())
-        assert 0.0 <= m["acc_spatial_mean"] <= 1.0 and m["trainable_params"] > 0 and m["seconds"] >= 0
-    assert set(doc["ablations"]) == set(ABLATIONS)
-    assert doc["methods"]["linear"]["trainable_params"] == 32 * 9 + 9            # the 9-way head of `where`
-    assert doc["targets"]["param_ratio_to_vpt_deep"] <= 1.5
-    assert doc["settings"]["seed"] == 3 and doc["settings"]["test_seed"] == 1003
+        assert all(0.0 <= doc[f"{name}.acc.{t}"] <= 1.0 for t in tasks)
+        assert 0.0 <= doc[f"{name}.acc_spatial_mean"] <= 1.0
+        assert doc[f"{name}.trainable_params"] > 0 and doc[f"{name}.seconds"] >= 0
+    assert {k.split(".")[1] for k in doc if k.startswith("ablation.")} == set(ABLATIONS)
+    assert doc["linear.trainable_params"] == 32 * 9 + 9            # the 9-way head of `where`
+    assert doc["param_ratio_to_vpt_deep"] <= 1.5
+    assert doc["settings.seed"] == 3 and doc["settings.test_seed"] == 1003
+    assert doc["spatial_tasks"] == "where,count,left_of" and doc["control_task"] == "color"
+    assert all(isinstance(v, (int, float, str, bool)) or v is None for v in doc.values()), "metrics are flat"
 
     result = SA2VPEvalResult.load(out)
-    assert result.to_dict() == doc
+    assert result.metrics() == doc
+    assert result.to_dict()["settings"]["seed"] == 3 and result.to_dict()["methods"].keys() == set(METHODS)
     assert result.maps is not None and result.maps.change.shape[-2:] == (8, 8)
     assert result._repr_png_().startswith(b"\x89PNG")
 
@@ -76,20 +95,43 @@ def test_result_files_are_checked(tmp_path, quick_run):
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
 
 
-def test_tour_section_is_registered_and_its_short_run_works(one_thread):
-    from dataclasses import replace
+def test_quick_evaluate_is_one_task_without_ablations(one_thread, tmp_path):
+    model, processor = build_tiny("clip")
+    result = quick_evaluate(from_model(model, processor, "tiny-clip"))
+    assert isinstance(result, SA2VPEvalResult)
+    assert result.spatial_tasks == [SHORT_TASK] and not result.ablations
+    assert set(result.methods) == set(METHODS)
+    result.save(tmp_path / "quick.safetensors")
+    assert SA2VPEvalResult.load(tmp_path / "quick.safetensors").metrics() == result.metrics()
 
-    import egokit.commands.sa2vp_tour as tour_module
+
+def test_evaluate_asks_the_family_for_a_wrappable_vit():
+    model, processor = build_tiny("qwen2_vl")
+    with pytest.raises(CapabilityError, match="wrappable ViT"):
+        quick_evaluate(from_model(model, processor, "tiny-qwen2-vl"))
+
+
+def test_the_shipped_evaluation_file_still_loads():
+    result = SA2VPEvalResult.load(ROOT / "notebooks" / "data" / "sa2vp_eval_micro-clip.safetensors")
+    assert result.model_name == "micro-clip" and result.settings["n_train"] == 1000
+    metrics = result.metrics()
+    assert metrics["sa2vp.acc_spatial_mean"] == pytest.approx(0.7383, abs=1e-4)
+    assert metrics["vpt_deep.acc_spatial_mean"] == pytest.approx(0.5067, abs=1e-4)
+    assert metrics["ablation.one_direction.acc.left_of"] == pytest.approx(0.9725, abs=1e-4)
+    assert result.maps is not None and result.maps.change.shape == (8, 4, 8, 8)
+
+
+def test_tour_section_is_registered_and_the_short_comparison_works(one_thread):
+    import egokit.commands.sa2vp as sa2vp_commands
     from egokit.commands import discover
-    from egokit.methods.sa2vp.evaluation import EvalSettings
-    from egokit.models.loading import from_model
     from egokit.tour.report import SECTIONS
 
     assert not discover()
     assert "sa2vp" in [s.key for s in SECTIONS]
+    assert sa2vp_commands.MODEL == "micro-clip"
     model, processor = build_tiny("clip")
-    settings = replace(EvalSettings.quick(), tasks=(tour_module.TOUR_TASK,), ablations=False)
-    run = tour_module.run_short(from_model(model, processor, "tiny-clip"), seed=0, settings=settings)
-    assert set(run["acc"]) == set(tour_module.TOUR_METHODS)
-    assert run["maps"].task == "left_of" and run["maps"].to_image().width > 0
-    assert tour_module.tour_settings(1).tasks == ("left_of",)
+    settings = replace(EvalSettings.quick(), tasks=(SHORT_TASK,), ablations=False)
+    run = short_comparison(from_model(model, processor, "tiny-clip"), seed=0, settings=settings)
+    assert set(run.methods) == set(SHORT_METHODS)
+    assert run.maps.task == "left_of" and run.maps.to_image().width > 0
+    assert short_settings(1).tasks == ("left_of",) and short_settings(1).seed == 1

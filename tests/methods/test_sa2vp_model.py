@@ -169,3 +169,19 @@ def test_prediction_uses_the_base_pathway_and_change_maps_have_the_grid(models, 
     images = torch.randint(0, 255, (4, 32, 32, 3), dtype=torch.uint8).numpy()
     maps = prompt_change_maps(sa, pixels, images, [0, 1, 2, 0], ["a", "b", "c"], "toy")
     assert maps.total().shape == (4, 4, 4) and maps.to_image().width > 0
+
+
+def test_the_tower_of_a_loaded_model_comes_from_its_family(models):
+    from egokit.methods.sa2vp import tower_of
+    from egokit.models.loading import from_model
+
+    clip, processor = build_tiny("clip")
+    loaded = from_model(clip, processor, "tiny-clip")
+    assert tower_of(loaded) is loaded.adapter.module("vision")
+    assert vit_parts(tower_of(loaded)).tower is vit_parts(clip).tower
+    llava, processor = build_tiny("llava")
+    parts = vit_parts(tower_of(from_model(llava, processor, "tiny-llava")))
+    assert parts.model_type == "clip_vision_model" and parts.depth > 0
+    assert tower_of(models["vit"]) is models["vit"]  # a bare module is used as it is
+    with pytest.raises(InputError, match="LoadedModel"):
+        tower_of("micro-clip")

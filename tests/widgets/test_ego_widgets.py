@@ -82,7 +82,7 @@ def test_keyword_picker_memory_and_static_twin(picker) -> None:
 def test_token_heatmap_from_a_look() -> None:
     from egokit.widgets import TokenHeatmap
 
-    import egokit.methods.ego.personalize as ego
+    import egokit.methods.ego as ego
 
     look = ego.look_at(_model(), REF, description="a red circle .")
     view = TokenHeatmap(look)
@@ -121,5 +121,8 @@ def test_memory_compare() -> None:
     view.metric.value = "all"
     assert _png(view) == bytes(first)
     assert view._repr_png_().startswith(PNG)
+    from egokit.methods.ego import EgoEvaluation
+
+    assert bytes(MemoryCompare(EgoEvaluation(results)).image.value) == bytes(first)  # what `evaluate` returns
     with pytest.raises(InputError):
         MemoryCompare({"nothing": 1})

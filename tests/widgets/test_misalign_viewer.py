@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 from egokit.widgets import MisalignmentViewer
 
-import egokit.methods.misalign.scoring as misalign
+import egokit.methods.misalign as misalign
 from egokit.data.shapesworld import ShapesWorld
 from egokit.errors import InputError
 from egokit.models.tiny import build_tiny

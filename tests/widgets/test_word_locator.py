@@ -8,7 +8,7 @@ import pytest
 import torch
 from egokit.widgets import WordLocator
 
-import egokit.methods.pixel.locate as pixel
+import egokit.methods.pixel as pixel
 from egokit.data.shapesworld import ShapesWorld
 from egokit.errors import InputError
 from egokit.methods.pixel.head import PointHead

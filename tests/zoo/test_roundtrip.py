@@ -1,5 +1,6 @@
 """A checkpoint saved to disk loads the same way through transformers and through `egokit.load`, and the
-zoo's prompt/embedding assembly is exactly LLaVA's own path."""
+soft-visual-token context the zoo trains and evaluates with (`egokit.models.context`) is exactly LLaVA's own
+path."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from transformers import LlavaForConditionalGeneration
 
 import egokit
 from egokit.data.shapesworld import ShapesWorld
-from egokit.models.tiny.llava import build
+from egokit.models.adapters.llava import build_tiny_llava as build
+from egokit.models.context import Slot, assemble, token_ids
+from egokit.models.loading import from_model
 from egokit.recipes.clip import to_pixels
-from egokit.recipes.prompting import Slot, assemble, encode, image_features
-from egokit.recipes.vlm_infer import decode, next_token_logits
+from egokit.recipes.eval_vlm import answer_words, image_rows, prompt_logits
 
 
 def _inputs(processor, image: np.ndarray, question: str):
@@ -41,31 +43,32 @@ def test_tiny_llava_saved_loads_identically_both_ways(tmp_path):
 
 def test_assembled_memories_match_pixel_values_path():
     model, processor = build(seed=1, vision_feature_layer=1)
+    lm = from_model(model, processor, name="tiny-llava")
     image = ShapesWorld(seed=0).scene(2).image
     question = "is there a red circle ?"
     enc = _inputs(processor, image, question)
-    ids, _ = encode(processor.tokenizer, [Slot(64), question])
+    ids, _ = token_ids(lm, [Slot(64), question])
     assert enc["input_ids"][0].tolist() == ids
     with torch.no_grad():
         px = to_pixels(image[None], torch.device("cpu"))
         assert torch.allclose(px, enc["pixel_values"], atol=1e-6)
-        feats = image_features(model, px)
+        feats = image_rows(lm, [image])
         assert feats.shape == (1, 64, model.config.text_config.hidden_size)
         ref = model(**enc).logits
-        emb = assemble(model, torch.tensor([ids]), [feats[0]])
+        emb = assemble(model, torch.tensor([ids]), [feats[0]], model.config.image_token_id)
         got = model(inputs_embeds=emb, attention_mask=torch.ones(1, len(ids), dtype=torch.long)).logits
         assert torch.allclose(got, ref, atol=1e-5)
         # batched, left-padded, with a memory subset: the last position matches the unpadded run
         keep = torch.tensor([0, 5, 9, 63])
         prompts = [[feats[0], question], [feats[0][keep], "this is bix .", feats[0], question]]
-        batched = next_token_logits(model, processor.tokenizer, prompts)
-        single = next_token_logits(model, processor.tokenizer, prompts[1:])
+        batched = prompt_logits(lm, prompts)
+        single = prompt_logits(lm, prompts[1:])
         assert torch.allclose(batched[1], single[0], atol=1e-4)
         assert torch.allclose(batched[0], ref[0, -1], atol=1e-4)
 
 
-def test_decode_stops_at_eos():
+def test_answer_words_stop_at_eos():
     _, processor = build(seed=0)
     tok = processor.tokenizer
-    ids = tok.encode("red circle", add_special_tokens=False) + [tok.eos_token_id, 7]
-    assert decode(tok, ids) == "red circle"
+    ids = [tok.pad_token_id, *tok.encode("red circle", add_special_tokens=False), tok.eos_token_id, 7]
+    assert answer_words(tok, ids) == "red circle"

@@ -14,8 +14,7 @@ from egokit.data.vocab import COLORS
 from egokit.models.loading import ZOO_DIR
 from egokit.recipes.clip_texts import zero_shot_prompts
 from egokit.recipes.eval_clip import embed_images, embed_texts
-from egokit.recipes.prompting import image_features
-from egokit.recipes.vlm_infer import generate, next_token_logits
+from egokit.recipes.eval_vlm import generate_answers, prompt_logits
 from egokit.recipes.vlm_tasks import intro, presence_question
 
 TEST = ShapesWorld(seed=0, split="test", holdout="default")
@@ -62,6 +61,13 @@ def test_micro_clip_classifies_colours_and_matches_captions(clip):
     assert (sim.argmax(1) == torch.arange(len(multi))).float().mean() >= 0.6
 
 
+def _features(vlm, images):
+    """Projected image tokens (N, 64, D) of images through the ordinary processor."""
+    px = vlm.processor(images=list(images), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        return torch.stack(vlm.adapter.image_features({"pixel_values": px}))
+
+
 @needs_vlm
 def test_micro_vlm_answers_colour_questions(vlm):
     """48 colour questions on test scenes: right at least 0.75 of the time (chance 1/8), and the ordinary
@@ -70,10 +76,9 @@ def test_micro_vlm_answers_colour_questions(vlm):
     tok = vlm.processor.tokenizer
     cases = [(s, q) for s in TEST.scenes(120, 700) for q in s.questions if q.kind == "color"][:48]
     assert len(cases) == 48
-    # batched through inputs_embeds (the zoo's memory path)
-    feats = image_features(vlm.model, vlm.processor(images=[s.image for s, _ in cases],
-                                                    return_tensors="pt")["pixel_values"])
-    answers = generate(vlm.model, tok, [[feats[i], q.question] for i, (_, q) in enumerate(cases)], 4)
+    # batched through inputs_embeds (soft visual tokens, the zoo's memory path)
+    feats = _features(vlm, [s.image for s, _ in cases])
+    answers = generate_answers(vlm, [[feats[i], q.question] for i, (_, q) in enumerate(cases)], 4)
     assert np.mean([a == q.answer for a, (_, q) in zip(answers, cases)]) >= 0.75
     # through the ordinary processor path, one by one
     for (scene, q), batched in zip(cases[:12], answers):
@@ -96,14 +101,13 @@ def test_micro_vlm_recognises_a_personal_concept_in_context(vlm):
         ref = TEST.reference_views(c, 1)[0]
         for kind in ("positive", "easy_negative"):
             query = TEST.concept_query(c, kind, index=i)
-            px = vlm.processor(images=[ref.image, query.image], return_tensors="pt")["pixel_values"]
-            f = image_features(vlm.model, px)
+            f = _features(vlm, [ref.image, query.image])
             with_memory.append([f[0], intro(c.name), f[1], presence_question(c.name)])
             name_only.append([f[1], presence_question(c.name)])
             truth.append(kind == "positive")
 
     def accuracy(prompts):
-        logits = next_token_logits(vlm.model, tok, prompts)
+        logits = prompt_logits(vlm, prompts)
         yes = logits[:, tok.convert_tokens_to_ids("yes")] > logits[:, tok.convert_tokens_to_ids("no")]
         return np.mean([bool(p) == t for p, t in zip(yes.tolist(), truth)])
 

@@ -29,6 +29,7 @@ def test_quick_clip_then_vlm_train_resume_and_load(tmp_path, capsys):
                        "--run-dir", str(tmp_path / "run-vlm"), "--device", "cpu"]) == 0
     vlm = egokit.load(vlm_dir, device="cpu")
     assert vlm.family == "llava" and vlm.dtype == torch.float32
+    assert vlm.settings_for("ego") == {"prompt_format": "micro"}  # egokit.json beside the weights
     clip_tower = egokit.load(clip_dir, device="cpu").model.vision_model.state_dict()
     vlm_tower = vlm.model.model.vision_tower.state_dict()
     assert all(torch.equal(clip_tower[k], vlm_tower[k]) for k in clip_tower)  # the CLIP's tower, as trained

@@ -21,6 +21,10 @@ Reported (JSON):
   `answer_s` (median seconds of one `ask`, image encoding included).
 - `personalized_caption_name_rate`: share of positive scenes whose generated caption uses the name.
 - `per_kind`: accuracy per query kind and memory type; `counts`, `settings`.
+
+`evaluate` returns an `EgoEvaluation`: `to_dict()` is the nested document above, `metrics()` its flat
+version (dotted names such as "f1.ego", what `egokit ego eval --json` prints). `quick_evaluate(model)`
+is the smallest honest run (two concepts, a few queries) for checks.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,9 +43,14 @@ import egokit.methods.ego.personalize as ego
 from egokit.data.concepts import Concept, other_marks
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import NAME_POOL
-from egokit.methods.ego.context import EncodedImage, encode_image
+from egokit.methods.ego.formats import format_for
 from egokit.methods.ego.memory import ConceptMemory, MemoryBank
 from egokit.methods.ego.select import mask_coverage, precision_inside
+from egokit.models.context import EncodedImage, encode_image
+from egokit.results import Evaluation
+
+#: the micro zoo model Ego runs on by default
+DEFAULT_MODEL = "micro-vlm"
 
 QUERY_KINDS: dict[str, int] = {"positive": 4, "hard_negative": 2, "distractor_only": 2}
 METHODS: dict[str, str] = {"ego": "ego", "uniform": "uniform", "random": "random", "keywords": "keywords",
@@ -77,12 +86,9 @@ def _hard_negative_concept(c: Concept, rng: np.random.Generator) -> Concept:
 
 def _personal_caption(scene: Any) -> str:
     """The personalized caption the micro VLM is trained to give (objects left to right)."""
-    try:
-        from egokit.data.captions import canonical_caption
+    from egokit.data.captions import canonical_caption
 
-        return canonical_caption(scene, personal=True)
-    except ImportError:  # pragma: no cover - the zoo ships with the kit
-        return scene.personal_caption
+    return canonical_caption(scene, personal=True)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -112,11 +118,65 @@ def cpu_threads(n: int | None, device: Any) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested document as one flat dict: dict keys and list indices joined with dots ("f1.ego",
+    "settings.layers.0"); leaves are numbers, strings, booleans or None."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, (list, tuple)):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(flatten(v, f"{prefix}.{i}" if prefix else str(i)))
+        return out
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
+    return {prefix: value}
+
+
+class EgoEvaluation(Evaluation):
+    """What `evaluate` returns: the evaluation document (module docstring) as `to_dict()` (nested, as
+    `egokit ego eval` has always written it) and `metrics()` (flat, dotted names: "f1.ego")."""
+
+    FILE_KIND: ClassVar[str] = "egokit.ego.evaluation"
+    FILE_VERSION: ClassVar[int] = 1
+    FILE_WHAT: ClassVar[str | None] = "Ego evaluation"
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self._result = result
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._result
+
+    def metrics(self) -> dict[str, Any]:
+        return flatten(self._result)
+
+    def _file_meta(self) -> dict[str, Any]:
+        return {"result": self._result}
+
+    @classmethod
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> EgoEvaluation:
+        return cls(dict(meta["result"]))
+
+    def to_image(self) -> Any:
+        """Memory types side by side: recognition F1, tokens and bytes per concept, seconds per answer."""
+        from egokit.methods.ego.render import compare_picture
+
+        return compare_picture(self._result)
+
+    def __repr__(self) -> str:
+        r = self._result
+        return (f"EgoEvaluation(model={r.get('model')!r}, concepts={r.get('settings', {}).get('concepts')}, "
+                f"f1={r.get('f1')})")
+
+
 def evaluate(model: Any, seed: int = 0, n_concepts: int = 16, budget: float | int = 0.2, *,
              world_seed: int = WORLD_SEED, queries: dict[str, int] | None = None, calibrate: bool = True,
              video_frames: int = 4, captions: bool = True, timing_queries: int = 12, threads: int | None = 1,
-             split: str = "test", progress: bool = True) -> dict[str, Any]:
-    """Run the whole evaluation (see the module docstring) and return the JSON-able result.
+             split: str = "test", progress: bool = True) -> EgoEvaluation:
+    """Run the whole evaluation (see the module docstring); an `EgoEvaluation`.
 
     threads: torch CPU threads during the run (None: leave the setting alone).
     split:   "test" (the held-out concepts of record) or "val" (for choosing settings without the test set)."""
@@ -124,7 +184,14 @@ def evaluate(model: Any, seed: int = 0, n_concepts: int = 16, budget: float | in
         result = _evaluate(model, seed, n_concepts, budget, world_seed, queries, calibrate, video_frames, captions,
                            timing_queries, progress, split)
     result["settings"]["threads"] = threads if not str(getattr(model, "device", "cpu")).startswith("cuda") else None
-    return result
+    return EgoEvaluation(result)
+
+
+def quick_evaluate(model: Any) -> EgoEvaluation:
+    """The smallest honest `evaluate`: two held-out concepts, one positive and one hard-negative query
+    each, two-frame videos, no layer calibration, two timed answers."""
+    return evaluate(model, seed=0, n_concepts=2, queries={"positive": 1, "hard_negative": 1}, calibrate=False,
+                    video_frames=2, timing_queries=2, progress=False)
 
 
 def _evaluate(model: Any, seed: int, n_concepts: int, budget: float | int, world_seed: int,
@@ -133,7 +200,7 @@ def _evaluate(model: Any, seed: int, n_concepts: int, budget: float | int, world
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
-    fmt = ego.format_for(model)
+    fmt = format_for(model)
     kinds = dict(queries or QUERY_KINDS)
     world = ShapesWorld(seed=world_seed, split=split)
     concepts = held_out_concepts(world, seed, n_concepts, split)
@@ -299,8 +366,10 @@ def _evaluate(model: Any, seed: int, n_concepts: int, budget: float | int, world
     return _round(result)
 
 
-def check_targets(result: dict[str, Any]) -> dict[str, bool]:
+def check_targets(result: EgoEvaluation | dict[str, Any]) -> dict[str, bool]:
     """The issue's acceptance checks on an evaluation result."""
+    if isinstance(result, EgoEvaluation):
+        result = result.to_dict()
     f1, sp, tok = result["f1"], result["selection_precision"], result["memory_tokens"]
     return {
         "precision_ego_ge_2x_uniform": sp["ego"] >= 2 * sp["uniform"],
@@ -314,4 +383,5 @@ def check_targets(result: dict[str, Any]) -> dict[str, bool]:
     }
 
 
-__all__ = ["METHODS", "QUERY_KINDS", "check_targets", "evaluate", "f1_score", "held_out_concepts"]
+__all__ = ["DEFAULT_MODEL", "METHODS", "QUERY_KINDS", "EgoEvaluation", "check_targets", "evaluate", "f1_score",
+           "flatten", "held_out_concepts", "quick_evaluate"]

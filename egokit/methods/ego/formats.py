@@ -7,14 +7,15 @@ for a caption. A `PromptFormat` holds those texts; the model's own chat template
 
 Two formats ship:
 
-- `MICRO` — the exact texts the kit's micro VLM was trained on (`egokit.recipes.vlm_tasks`:
+- `MICRO` — the exact texts the kit's micro VLM was trained on (its training mixture:
   `[memory] this is <n> . [query] is <n> in this image ?` → yes / no, "describe the subject .",
   "what percentage of the image does the subject cover ?", "describe the image ."). Its chat template
-  renders `USER: ... ASSISTANT:`, which gives token for token what the zoo's `prompting.encode` built.
+  renders `USER: ... ASSISTANT:`, the layout it was trained with.
 - `CHAT` — plain English for real checkpoints (LLaVA, LLaVA-OneVision, Qwen2-VL, SmolVLM, ...).
 
-`format_for(model)` picks `MICRO` when the model's tokenizer is the micro zoo's closed ShapesWorld
-vocabulary and `CHAT` otherwise; pass `format=` (a `PromptFormat` or a name in `FORMATS`) to override,
+`format_for(model)` reads the checkpoint's own settings (`egokit.json` beside its weights:
+`{"ego": {"prompt_format": "micro"}}` for the micro VLM; `from_model(..., settings=...)` for a model in
+memory) and falls back to `CHAT`; pass `format=` (a `PromptFormat` or a name in `FORMATS`) to override,
 or `register_format` a new one.
 """
 
@@ -103,10 +104,8 @@ CHAT = PromptFormat(
 )
 
 FORMATS: dict[str, PromptFormat] = {"micro": MICRO, "chat": CHAT}
-
-# Words the micro VLM's prompts are made of: a tokenizer that knows all of them (and the name pool) but
-# has a small closed vocabulary is the micro zoo's word-level tokenizer.
-_MICRO_PROBE = ("describe", "subject", "percentage", "cover", "this", "is", "in", "image", "yes", "no", "bix")
+#: the format of a checkpoint whose settings name none
+DEFAULT_FORMAT = "chat"
 
 
 def register_format(fmt: PromptFormat) -> PromptFormat:
@@ -127,16 +126,13 @@ def resolve_format(model: Any, fmt: PromptFormat | str | None) -> PromptFormat:
 
 
 def format_for(model: Any) -> PromptFormat:
-    """`MICRO` for the micro zoo's word-level ShapesWorld tokenizer, `CHAT` for any other model."""
-    processor = getattr(model, "processor", None)
-    tokenizer = getattr(processor, "tokenizer", processor)
-    try:
-        vocab = tokenizer.get_vocab()
-    except (AttributeError, TypeError):
-        return CHAT
-    if len(vocab) < 2000 and all(word in vocab for word in _MICRO_PROBE):
-        return MICRO
-    return CHAT
+    """The format a checkpoint's settings name (`settings_for("ego")["prompt_format"]`), else `CHAT`."""
+    settings_for = getattr(model, "settings_for", None)
+    name = settings_for("ego").get("prompt_format", DEFAULT_FORMAT) if callable(settings_for) else DEFAULT_FORMAT
+    if name not in FORMATS:
+        raise InputError(f"the checkpoint's settings name the prompt format {name!r}, which is not registered; "
+                         f"choose one of {', '.join(FORMATS)} or register_format() it first")
+    return FORMATS[name]
 
 
-__all__ = ["CHAT", "FORMATS", "MICRO", "PromptFormat", "format_for", "register_format", "resolve_format"]
+__all__ = ["CHAT", "DEFAULT_FORMAT", "FORMATS", "MICRO", "PromptFormat", "format_for", "register_format", "resolve_format"]

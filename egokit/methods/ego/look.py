@@ -5,14 +5,15 @@ the view's projector outputs — everything token selection needs, computed once
 capture engine recording the description rows × the view's visual columns of the chosen language
 layers (all by default). `ReferenceLook.scores(...)` then reduces that to one score per visual token for
 any choice of keywords, layers and aggregation without touching the model again — `remember` uses it
-once, the `KeywordPicker` widget on every toggle.
+once, the `KeywordPicker` widget on every toggle. It is a result (`egokit.results.Result`): it saves to
+one file and reads back without the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,11 +21,12 @@ import torch
 from egokit.capture.aggregate import aggregate as reduce_attention
 from egokit.errors import InputError
 from egokit.methods.ego.keywords import Word, group_words
-from egokit.viz.png import ReprPNG
+from egokit.models.context import tokenizer_of
+from egokit.results import Result
 
 
 @dataclass(repr=False)
-class ReferenceLook(ReprPNG):
+class ReferenceLook(Result):
     """A reference view's description and its keyword→visual attention.
 
     description: the text teacher-forced after the describe prompt.
@@ -36,6 +38,10 @@ class ReferenceLook(ReprPNG):
     image:       (H, W, 3) uint8 view.
     tokens:      the description's token strings.
     """
+
+    FILE_KIND: ClassVar[str] = "egokit.ego.reference_look"
+    FILE_VERSION: ClassVar[int] = 1
+    FILE_WHAT: ClassVar[str | None] = "Ego reference look"
 
     description: str
     words: list[Word]
@@ -101,6 +107,30 @@ class ReferenceLook(ReprPNG):
         chosen = top_k_raster(s, budget_k(budget, self.n_tokens)).tolist()
         return selection_picture(self.image, s, self.boxes, chosen, target=target)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (no tensors): the description, its words and keywords, layers and token grid."""
+        return {"description": self.description, "words": [w.text for w in self.words],
+                "word_tokens": [list(w.tokens) for w in self.words], "keyword": list(self.keyword),
+                "keywords": self.keywords, "layers": list(self.layers), "n_tokens": self.n_tokens,
+                "grid": list(self.grid), "tokens": list(self.tokens)}
+
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
+        out = {"attentions": self.attentions.detach().float(), "features": self.features.detach(),
+               "boxes": self.boxes.detach().float()}
+        if self.image is not None:
+            out["image"] = torch.from_numpy(np.array(self.image, dtype=np.uint8, copy=True))
+        return out
+
+    @classmethod
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> ReferenceLook:
+        words = [Word(str(t), tuple(int(i) for i in ids)) for t, ids in zip(meta["words"], meta["word_tokens"])]
+        image = tensors["image"].numpy().copy() if "image" in tensors else None
+        return cls(description=str(meta["description"]), words=words, keyword=[bool(k) for k in meta["keyword"]],
+                   attentions=tensors["attentions"], layers=[int(x) for x in meta["layers"]],
+                   features=tensors["features"], boxes=tensors["boxes"],
+                   grid=(int(meta["grid"][0]), int(meta["grid"][1])), image=image,
+                   tokens=[str(t) for t in meta["tokens"]])
+
     def __repr__(self) -> str:
         return (f"ReferenceLook(description={self.description!r}, keywords={self.keywords}, tokens={self.n_tokens}, "
                 f"layers={self.layers})")
@@ -111,7 +141,6 @@ def look_at_reference(model: Any, image: Any, description: str, describe_prompt:
                       layers: Sequence[int] | None = None, keep_all: bool = False) -> ReferenceLook:
     """Teacher-force `description` after `describe_prompt` about `image`, capturing its rows (module doc)."""
     from egokit.capture.look import generate_and_look
-    from egokit.methods.ego.context import tokenizer_of
 
     if not description or not description.strip():
         raise InputError("the description is empty: pass keywords or a description")

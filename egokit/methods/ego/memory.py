@@ -6,12 +6,14 @@ the name, the description and its keywords, per view the attention scores of eve
 token indices, their pixel boxes and grid, and the fingerprint of the model that made them (a memory
 is only meaningful to that model).
 
-A `MemoryBank` holds many concepts for one model. `save(path)` writes one safetensors file: tensors
+Both are results (`egokit.results.Result`: `to_dict`, a picture, `save` / `load`), with the bank's own
+file layout. A `MemoryBank` holds many concepts for one model. `save(path)` writes one safetensors file: tensors
 named `c<i>.<field>` and, in the file's metadata, a JSON document (schema version, fingerprint, each
 concept's fields) and a SHA-256 digest over the JSON and every tensor's bytes. The write is atomic (a
 temporary file in the same folder, fsync, rename), so a bank on disk is never half-written. `load`
 reads it back without pickle and raises `MemoryFileError` (an `EgokitError`) for a missing, truncated,
 corrupted or tampered file, a newer schema, or — when given a model — a bank made with another model.
+A `ConceptMemory` saves as a bank of one concept.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,10 +32,10 @@ from PIL import Image
 
 from egokit.errors import InputError, MemoryFileError
 from egokit.files import atomic_path
-from egokit.viz.png import ReprPNG
+from egokit.results import Result
 
 FILE_KIND = "egokit.ego.memory_bank"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the bank's schema (its FILE_VERSION)
 
 
 @dataclass(repr=False)
@@ -60,7 +62,7 @@ class MemoryView:
 
 
 @dataclass(repr=False)
-class ConceptMemory(ReprPNG):
+class ConceptMemory(Result):
     """One personal concept as Ego remembers it (see the module docstring).
 
     name:        the concept's name (what the model is told: "this is <name> .").
@@ -74,6 +76,10 @@ class ConceptMemory(ReprPNG):
     fingerprint, model_name: the model this memory belongs to.
     seconds:     wall time `remember` took.
     """
+
+    FILE_KIND: ClassVar[str] = FILE_KIND
+    FILE_VERSION: ClassVar[int] = SCHEMA_VERSION
+    FILE_WHAT: ClassVar[str | None] = "Ego memory bank"
 
     name: str
     embeddings: torch.Tensor
@@ -149,8 +155,17 @@ class ConceptMemory(ReprPNG):
         bank.add(self)
         return bank.save(path)
 
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], model: Any = None) -> ConceptMemory:
+        """Read a memory written by `save` (a bank of one concept); with `model`, check it is that model's."""
+        bank = MemoryBank.load(path, model=model)
+        if len(bank) != 1:
+            raise MemoryFileError(f"{path} holds a bank of {len(bank)} concepts ({', '.join(bank.names) or 'none'}), "
+                                  "not one memory: read it with MemoryBank.load")
+        return next(iter(bank))
 
-class MemoryBank:
+
+class MemoryBank(Result):
     """Many concept memories for one model (see the module docstring).
 
     bank = MemoryBank()            # fingerprint taken from the first memory added
@@ -158,6 +173,10 @@ class MemoryBank:
     bank.save("my.bank")          # one .safetensors file
     bank = MemoryBank.load("my.bank", model=model)   # checks the model fingerprint
     """
+
+    FILE_KIND: ClassVar[str] = FILE_KIND
+    FILE_VERSION: ClassVar[int] = SCHEMA_VERSION
+    FILE_WHAT: ClassVar[str | None] = "Ego memory bank"
 
     def __init__(self, memories: list[ConceptMemory] | None = None, fingerprint: str = "", model_name: str = "",
                  layers: list[int] | None = None) -> None:
@@ -226,6 +245,17 @@ class MemoryBank:
         parts = ", ".join(f"{m.name}:{m.n_tokens}" for m in self)
         return f"MemoryBank(model={self.model_name!r}, fingerprint={self.fingerprint!r}, concepts=[{parts}])"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary: the model it belongs to and each concept's `ConceptMemory.to_dict()`."""
+        return {"fingerprint": self.fingerprint, "model_name": self.model_name, "layers": list(self.layers),
+                "concepts": [m.to_dict() for m in self]}
+
+    def to_image(self, tile: int = 220) -> Image.Image:
+        """Each concept's first view with its kept tokens outlined, side by side."""
+        from egokit.methods.ego.render import bank_picture
+
+        return bank_picture(self, tile=tile)
+
     def check_model(self, model: Any) -> None:
         """Raise `MemoryFileError` unless `model` (a LoadedModel) is the model this bank was made with."""
         fp = model.fingerprint() if hasattr(model, "fingerprint") else str(model)
@@ -238,7 +268,7 @@ class MemoryBank:
             )
 
     # -- files --------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:  # the bank's own layout (schema 1), not save_result's
         """Write the bank atomically as one safetensors file (see the module docstring). Returns the path."""
         from safetensors.torch import save_file
 

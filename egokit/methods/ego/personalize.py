@@ -17,7 +17,8 @@ outputs (the language model's input embeddings) with the name. Several views: se
 concatenate. No gradient step, no training.
 
 `ask` puts each memory in the context as soft visual tokens followed by "this is <name> .", then the
-test image (or video frames) and the question (`egokit.methods.ego.context`). With more concepts than
+test image (or video frames) and the question (`egokit.models.context`), and decodes greedily
+(`egokit.models.generation.greedy_from_embeds`). With more concepts than
 the prompt format allows, the bank is pre-filtered by the similarity between test-image tokens and
 memory tokens (concepts named in the question always stay).
 
@@ -33,33 +34,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from egokit.errors import InputError
-from egokit.methods.ego.context import (
-    EncodedImage,
-    Memory,
-    Picture,
-    answer_ids,
-    build,
-    decode,
-    encode_image,
-    p_yes,
-    tokenizer_of,
-)
-from egokit.methods.ego.formats import (
-    CHAT,
-    FORMATS,
-    MICRO,
-    PromptFormat,
-    format_for,
-    register_format,
-    resolve_format,
-)
+from egokit.methods.ego.answer import Answer, answer_ids, p_yes
+from egokit.methods.ego.formats import PromptFormat, resolve_format
 from egokit.methods.ego.keywords import keyword_words
 from egokit.methods.ego.look import ReferenceLook, look_at_reference, view_pixels
 from egokit.methods.ego.memory import ConceptMemory, MemoryBank, MemoryView
@@ -72,14 +55,12 @@ from egokit.methods.ego.select import (
     select,
     top_k_raster,
 )
+from egokit.models.adapters.base import GENERATES_TEXT, SOFT_VISUAL_TOKENS
+from egokit.models.context import EncodedImage, Memory, Picture, build, encode_image, tokenizer_of
+from egokit.models.generation import greedy_from_embeds
+from egokit.results import Result
 
 DEFAULT_BUDGET = 0.2
-#: Families whose prompts cannot hold memories between text pieces, and why.
-UNSUPPORTED_FAMILIES: dict[str, str] = {
-    "paligemma": "its images must come first, before any text, in a bidirectional prefix; memories placed "
-                 "between text pieces would not get that prefix attention. Use LLaVA, LLaVA-OneVision, Qwen2-VL "
-                 "or Idefics3/SmolVLM",
-}
 DESCRIBE_TOKENS = 16
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -104,11 +85,8 @@ def _check_vlm(model: Any) -> None:
     if adapter is None:
         raise InputError(f"pass a LoadedModel (egokit.load(...) or egokit.models.loading.from_model), not a "
                          f"{type(model).__name__}")
-    if not getattr(adapter, "is_generative", False):
-        raise InputError(f"Ego needs a generative vision-language model (LLaVA, Qwen2-VL, SmolVLM, ...); "
-                         f"{model.name!r} is a {adapter.family} model")
-    if adapter.family in UNSUPPORTED_FAMILIES:
-        raise InputError(f"Ego does not support {adapter.family} models: {UNSUPPORTED_FAMILIES[adapter.family]}")
+    adapter.require(GENERATES_TEXT, "Ego")
+    adapter.require(SOFT_VISUAL_TOKENS, "Ego")
 
 
 def _picture(x: Any) -> Any:
@@ -142,13 +120,19 @@ def _masks_for(views: list[Any], masks: Any, name: str) -> list[np.ndarray | Non
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+def _decode(model: Any, ctx: Any, max_new_tokens: int) -> tuple[list[int], torch.Tensor]:
+    """Greedy answer ids of one context and the logits of its first answer token."""
+    out = greedy_from_embeds(model.model, ctx.embeds, ctx.attention_mask, ctx.position_ids, max_new_tokens)
+    return out.token_ids[0], out.first_logits[0]
+
+
 @torch.no_grad()
 def generate_text(model: Any, images: Any, question: str, max_new_tokens: int = DESCRIBE_TOKENS) -> str:
     """Greedy answer of `model` to `question` about one image (or none), via the context machinery."""
     pieces: list[Any] = [Picture(encode_image(model, _picture(im))) for im in ([] if images is None else _as_list(images))]
     ctx = build(model, [*pieces, question])
-    out = decode(model, ctx, max_new_tokens=max_new_tokens)
-    return tokenizer_of(model).decode(out.token_ids, skip_special_tokens=True).strip()
+    ids, _ = _decode(model, ctx, max_new_tokens)
+    return tokenizer_of(model).decode(ids, skip_special_tokens=True).strip()
 
 
 def describe(model: Any, image: Any, format: PromptFormat | str | None = None,
@@ -164,12 +148,16 @@ _CALIBRATIONS: dict[str, LayerCalibration] = {}
 
 
 @dataclass
-class LayerCalibration:
+class LayerCalibration(Result):
     """Language layers ranked by how much of the top-K keyword attention lands inside the subject's mask.
 
     precision[l]: mean share of layer l's top-K tokens inside the mask, over the calibration images.
     ranking:      layers, best first; layers: the `keep` best (what `remember(layers=None)` uses).
     """
+
+    FILE_KIND: ClassVar[str] = "egokit.ego.layer_calibration"
+    FILE_VERSION: ClassVar[int] = 1
+    FILE_WHAT: ClassVar[str | None] = "Ego layer calibration"
 
     layers: list[int]
     ranking: list[int]
@@ -182,6 +170,18 @@ class LayerCalibration:
         return {"layers": self.layers, "ranking": self.ranking,
                 "precision": {str(k): v for k, v in self.precision.items()}, "images": self.images,
                 "budget": self.budget, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> LayerCalibration:
+        return cls(layers=[int(x) for x in meta["layers"]], ranking=[int(x) for x in meta["ranking"]],
+                   precision={int(k): float(v) for k, v in meta["precision"].items()}, images=int(meta["images"]),
+                   budget=meta["budget"], fingerprint=str(meta.get("fingerprint", "")))
+
+    def to_image(self) -> Any:
+        """Bars of the precision per layer, the kept layers dark."""
+        from egokit.methods.ego.render import calibration_picture
+
+        return calibration_picture(self)
 
 
 def calibrated_layers(model: Any) -> list[int] | None:
@@ -377,45 +377,6 @@ def selection_precision(memory: ConceptMemory, masks: Sequence[Any]) -> float:
 # ---------------------------------------------------------------------------------------------- ask
 
 
-@dataclass
-class Answer:
-    """What `ask` returns.
-
-    text:      the answer (greedy). For per-frame video questions: "yes"/"no" from the frames.
-    p_yes:     P(yes) over the format's yes/no words at the first answer token (meaningful for yes/no
-               questions; for video, the largest over frames).
-    concepts:  the concepts put in the context (after pre-filtering), in order.
-    memory_tokens, context_tokens: memory tokens given, and the context's total length.
-    frames:    per-frame answers (video asked frame by frame), else empty.
-    prompt:    the rendered prompt (one placeholder per memory and image).
-    """
-
-    text: str
-    p_yes: float | None
-    concepts: list[str]
-    memory_tokens: int
-    context_tokens: int
-    seconds: float
-    prompt: str = ""
-    frames: list[Answer] = field(default_factory=list)
-
-    @property
-    def yes(self) -> bool:
-        """The yes/no decision: p_yes > 0.5 (else the text starts with yes)."""
-        if self.p_yes is not None:
-            return self.p_yes > 0.5
-        return self.text.strip().lower().startswith("yes")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "p_yes": self.p_yes, "concepts": self.concepts,
-                "memory_tokens": self.memory_tokens, "context_tokens": self.context_tokens,
-                "seconds": self.seconds, "prompt": self.prompt, "frames": [f.to_dict() for f in self.frames]}
-
-    def __repr__(self) -> str:
-        p = "" if self.p_yes is None else f", p_yes={self.p_yes:.3f}"
-        return f"Answer({self.text!r}{p}, concepts={self.concepts}, context_tokens={self.context_tokens})"
-
-
 def _as_bank(bank: Any) -> MemoryBank:
     if bank is None:
         return MemoryBank()
@@ -504,9 +465,9 @@ def ask(model: Any, bank: Any, image_or_frames: Any, question: str, *, concepts:
 
     def one(images: list[EncodedImage]) -> Answer:
         ctx = build(model, [*pieces, *(Picture(e) for e in images), question])
-        out = decode(model, ctx, max_new_tokens=max_new_tokens)
-        return Answer(text=tok.decode(out.token_ids, skip_special_tokens=True).strip(),
-                      p_yes=p_yes(out.first_logits, yes_ids, no_ids), concepts=list(names),
+        ids, first = _decode(model, ctx, max_new_tokens)
+        return Answer(text=tok.decode(ids, skip_special_tokens=True).strip(),
+                      p_yes=p_yes(first, yes_ids, no_ids), concepts=list(names),
                       memory_tokens=n_memory, context_tokens=ctx.length, seconds=0.0, prompt=ctx.text)
 
     if len(encoded) > 1 and fmt.video == "per_frame":
@@ -524,29 +485,16 @@ def ask(model: Any, bank: Any, image_or_frames: Any, question: str, *, concepts:
 
 
 __all__ = [
-    "CHAT",
     "DEFAULT_BUDGET",
-    "FORMATS",
-    "MICRO",
-    "SELECTIONS",
-    "Answer",
-    "ConceptMemory",
     "LayerCalibration",
-    "MemoryBank",
-    "MemoryView",
-    "PromptFormat",
-    "ReferenceLook",
     "ask",
     "calibrate_layers",
     "calibrated_layers",
     "choose_concepts",
     "describe",
     "encode_image",
-    "format_for",
     "generate_text",
     "look_at",
-    "look_at_reference",
-    "register_format",
     "remember",
     "selection_precision",
     "similarity",

@@ -79,6 +79,54 @@ def memories_picture(memories: Sequence[Any], tile: int = 220) -> Image.Image:
     return gallery(tiles, titles, cols=len(tiles), tile=tile)
 
 
+def bank_picture(bank: Any, tile: int = 220) -> Image.Image:
+    """First view of every concept of a bank, kept tokens outlined, titled with the name and token count."""
+    from egokit.viz.scene import gallery
+
+    tiles, titles = [], []
+    for m in bank:
+        v = m.views[0] if m.views else None
+        if v is None or v.image is None:
+            continue
+        tiles.append(selection_picture(v.image, v.scores, v.boxes, v.selected.tolist(), target=tile,
+                                       show_heat=m.selection in ("ego", "oracle")))
+        titles.append(f"{m.name}: {m.n_tokens} tokens ({m.selection})")
+    if not tiles:
+        canvas = Image.new("RGB", (tile, 40), "white")
+        ImageDraw.Draw(canvas).text((4, 12), f"{bank!r}"[:80], fill=(20, 20, 20))
+        return canvas
+    return gallery(tiles, titles, cols=min(4, len(tiles)), tile=tile)
+
+
+def calibration_picture(calibration: Any) -> Image.Image:
+    """Bars: the share of top-K keyword attention inside the subject's mask, per language layer (kept ones dark)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    layers = sorted(calibration.precision)
+    fig = Figure(figsize=(max(3.0, 0.35 * len(layers) + 1.5), 2.6), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(range(len(layers)), [calibration.precision[layer] for layer in layers],
+           color=["#1f77b4" if layer in calibration.layers else "#aec7e8" for layer in layers])
+    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers], fontsize=8)
+    ax.set_xlabel("language layer", fontsize=9)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"top-K attention inside the mask ({calibration.images} images); kept: {calibration.layers}",
+                 fontsize=9)
+    fig.tight_layout()
+    return _figure_image(fig)
+
+
+def _figure_image(fig: Any) -> Image.Image:
+    import io
+
+    from egokit.viz.png import to_png_bytes
+
+    return Image.open(io.BytesIO(to_png_bytes(fig))).convert("RGB")
+
+
 COMPARE_METRICS: dict[str, str] = {
     "f1": "recognition F1",
     "memory_tokens": "memory tokens per concept",
@@ -126,12 +174,8 @@ def compare_figure(results: Mapping[str, Any], metrics: Sequence[str] | None = N
 
 def compare_picture(results: Mapping[str, Any], metrics: Sequence[str] | None = None) -> Image.Image:
     """`compare_figure` as a PIL image."""
-    import io
-
-    from egokit.viz.png import to_png_bytes
-
-    return Image.open(io.BytesIO(to_png_bytes(compare_figure(results, metrics)))).convert("RGB")
+    return _figure_image(compare_figure(results, metrics))
 
 
-__all__ = ["compare_figure", "compare_picture", "compare_rows", "memories_picture", "memory_picture",
-           "selection_picture"]
+__all__ = ["COMPARE_METRICS", "bank_picture", "calibration_picture", "compare_figure", "compare_picture",
+           "compare_rows", "memories_picture", "memory_picture", "selection_picture"]

@@ -9,14 +9,19 @@ views over the image's visual tokens:
 - ``gradient``: signed gradient × attention of the answer's log-likelihood (mean over heads and layers);
 - the memory estimate of what was captured versus full `output_attentions`.
 
-The result renders itself (`to_image`, `_repr_png_`), so it shows in a notebook with no kernel too.
+The model must generate text (the family's `GENERATES_TEXT` capability). The result is an
+`egokit.results.Result`: it renders itself (`to_image`, `_repr_png_`), so it shows in a notebook with no
+kernel too, turns into JSON (`to_dict`) and is saved as one ``.safetensors`` file (`save` / `load`,
+kind "exploration", version 1) that keeps every view.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -26,17 +31,30 @@ from egokit.capture.look import Look, generate_and_look
 from egokit.capture.memory import AttentionMemory, estimate_attention_memory
 from egokit.data.images import load_image
 from egokit.errors import InputError
+from egokit.models.adapters.base import GENERATES_TEXT, ImageTokens
+from egokit.results import Result
 from egokit.viz.heatmap import overlay_heatmap
-from egokit.viz.png import ReprPNG
 from egokit.viz.scene import upscale
+
+if TYPE_CHECKING:
+    from egokit.models.loading import LoadedModel
 
 VIEWS = ("attention", "rollout", "gradient")
 ROLLOUT_LIMIT_BYTES = 512 * 2**20
+FILE_KIND = "exploration"
+FILE_VERSION = 1
 
 
 @dataclass
-class Exploration(ReprPNG):
-    """Where each generated token looks. See the module docstring for the views."""
+class Exploration(Result):
+    """Where each generated token looks. See the module docstring for the views.
+
+    A loaded file (`Exploration.load`) has every view; only the teacher-forced model inputs
+    (`look.inputs`), needed to compute a view anew, are not kept.
+    """
+
+    FILE_KIND: ClassVar[str] = FILE_KIND
+    FILE_VERSION: ClassVar[int] = FILE_VERSION
 
     image: Image.Image
     look: Look
@@ -84,7 +102,7 @@ class Exploration(ReprPNG):
 
     def to_image(self, token: int | str | None = None) -> Image.Image:
         """A strip: the image, then attention / rollout / gradient × attention for one token."""
-        t = self.look.token_index(token) if token is not None else self._default_token()
+        t = self.look.token_index(token) if token is not None else self.default_token()
         tiles = [("image", self.image)]
         for view in VIEWS:
             if view == "rollout" and self.rollout_rows is None:
@@ -92,7 +110,7 @@ class Exploration(ReprPNG):
             tiles.append((view, self.overlay(t, view)))
         return _strip(tiles, title=f"{self.look.prompt} -> {self.answer}   [token: {self.tokens[t]!r}]")
 
-    def _default_token(self) -> int:
+    def default_token(self) -> int:
         """The first token that looks like a content word (else the first token)."""
         for i, tok in enumerate(self.tokens):
             if tok.strip().isalpha() and len(tok.strip()) > 2:
@@ -115,14 +133,87 @@ class Exploration(ReprPNG):
             out["tokens_scores"][f"{i}:{tok}"] = views
         return out
 
+    # -- file ----------------------------------------------------------------------------------------
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
+        look = self.look
+        tensors = {"image": torch.from_numpy(np.array(self.image.convert("RGB"), dtype=np.uint8)),
+                   "attentions": look.attentions.float()}
+        if look.grads is not None:
+            tensors["grads"] = look.grads.float()
+        if look.input_ids is not None:
+            tensors["input_ids"] = look.input_ids
+        if self.rollout_rows is not None:
+            tensors["rollout_rows"] = self.rollout_rows.float()
+        for i, tokens in enumerate(look.layout):
+            tensors.update({f"layout.{i}.positions": tokens.positions, f"layout.{i}.boxes": tokens.boxes,
+                            f"layout.{i}.feature_index": tokens.feature_index})
+            tensors.update({f"layout.{i}.extra.{k}": v for k, v in tokens.extra.items()
+                            if isinstance(v, torch.Tensor)})
+        return tensors
 
-def explore(loaded: Any, image: Any, prompt: str, max_new_tokens: int = 20, rollout: bool | None = None,
+    def _file_meta(self) -> dict[str, Any]:
+        look = self.look
+        return {
+            "prompt": look.prompt, "answer": look.answer, "tokens": list(look.tokens),
+            "token_ids": [int(i) for i in look.token_ids], "positions": [int(p) for p in look.positions],
+            "layers": [int(v) for v in look.layers],
+            "layout": [{"grid": list(t.grid), "image_size": list(t.image_size), "extra": _json_extra(t.extra)}
+                       for t in look.layout],
+            "memory": {k: v for k, v in self.memory.to_dict().items() if k != "ratio"},
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Exploration:
+        layout = []
+        for i, entry in enumerate(meta["layout"]):
+            extra: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in entry["extra"].items()}
+            prefix = f"layout.{i}.extra."
+            extra.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            layout.append(ImageTokens(positions=tensors[f"layout.{i}.positions"], boxes=tensors[f"layout.{i}.boxes"],
+                                      feature_index=tensors[f"layout.{i}.feature_index"],
+                                      grid=(int(entry["grid"][0]), int(entry["grid"][1])),
+                                      image_size=(int(entry["image_size"][0]), int(entry["image_size"][1])),
+                                      extra=extra))
+        attentions = tensors["attentions"]
+        tokens = [str(t) for t in meta["tokens"]]
+        if attentions.dim() != 4 or attentions.shape[2] != len(tokens) or not layout:
+            raise ValueError("the attention rows, the tokens and the layout disagree")
+        look = Look(prompt=str(meta["prompt"]), answer=str(meta["answer"]), tokens=tokens,
+                    token_ids=[int(i) for i in meta["token_ids"]], positions=[int(p) for p in meta["positions"]],
+                    layers=[int(v) for v in meta["layers"]], layout=layout, attentions=attentions,
+                    grads=tensors.get("grads"), input_ids=tensors.get("input_ids"))
+        image = Image.fromarray(tensors["image"].numpy())
+        return cls(image=image, look=look, rollout_rows=tensors.get("rollout_rows"),
+                   memory=AttentionMemory(**{k: int(v) for k, v in meta["memory"].items()}),
+                   notes=[str(n) for n in meta["notes"]])
+
+
+def _json_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """The JSON part of an `ImageTokens.extra` (tensors go to the file's tensors; anything else that is
+    not JSON is left out)."""
+    out: dict[str, Any] = {}
+    for key, value in extra.items():
+        if isinstance(value, torch.Tensor):
+            continue
+        value = list(value) if isinstance(value, tuple) else value
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
+
+
+def explore(loaded: LoadedModel, image: Any, prompt: str, max_new_tokens: int = 20, rollout: bool | None = None,
             answer: str | None = None) -> Exploration:
     """Generate an answer and compute attention, rollout and gradient × attention for every token.
 
+    loaded: a `LoadedModel` of a family that generates text (`CapabilityError` otherwise).
     rollout: None = when the full maps of all layers fit in 512 MiB; True/False to force.
     answer: look at this answer (teacher forcing) instead of generating one.
     """
+    loaded.adapter.require(GENERATES_TEXT, "the explorer")
     picture = load_image(image)
     look = generate_and_look(loaded, picture, prompt, max_new_tokens=max_new_tokens, grad=True, answer=answer)
     seq_len = len(look.input_ids)
@@ -139,7 +230,7 @@ def explore(loaded: Any, image: Any, prompt: str, max_new_tokens: int = 20, roll
     return Exploration(image=picture, look=look, rollout_rows=rows, memory=memory, notes=notes)
 
 
-def _rollout_rows(loaded: Any, look: Look) -> torch.Tensor:
+def _rollout_rows(loaded: LoadedModel, look: Look) -> torch.Tensor:
     """Rollout rows of the generated tokens against image 0's visual tokens: (T, N_visual)."""
     with torch.no_grad(), capture(loaded, part="language") as cap:
         loaded.model(**look.inputs)
@@ -173,3 +264,7 @@ def exploration_summary(result: Exploration) -> list[str]:
     lines += [f"note: {n}" for n in result.notes]
     return lines
 
+
+
+__all__ = ["FILE_KIND", "FILE_VERSION", "ROLLOUT_LIMIT_BYTES", "VIEWS", "Exploration", "exploration_summary",
+           "explore"]

@@ -1,9 +1,10 @@
 """The methods LoRSU is compared with, on the same session data, loss, optimizer (Adam) and epochs.
 
-- `full`:      every parameter of the vision encoder and the visual projection.
+- `full`:      every parameter of the vision encoder and the image projection.
 - `lora`:      LoRA through `peft` on q/k/v/out projections, fc1 and fc2 of every vision block and on the
-               visual projection (the paper's LoRA baseline adapts the vision encoder's attention and MLP
-               layers); merged into the weights after each session (`merge_and_unload`).
+               image projection (the paper's LoRA baseline adapts the vision encoder's attention and MLP
+               layers; `lora_targets` names them, as the model's family finds them); merged into the
+               weights after each session.
 - `spu`:       SPU (selective parameter update): only the top-`sparsity` fc1 weights by |mean gradient|,
                i.e. LoRSU without the attention part.
 - `layernorm`: only the LayerNorm weights and biases of the vision encoder.
@@ -26,16 +27,25 @@ from egokit.methods.lorsu.modules import Patch, SparseDeltaLinear, install, merg
 from egokit.methods.lorsu.session import SessionReport
 from egokit.methods.lorsu.training import (
     SessionData,
-    clip_of,
+    block_names,
+    dual_encoder,
+    image_projection_name,
     mean_gradients,
     train,
     vision_blocks,
     vision_parameters,
 )
 
-#: peft target modules of the LoRA baseline (a regular expression over module names).
-LORA_TARGETS = (r".*vision_model\.encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.(fc1|fc2))"
-                r"|visual_projection")
+#: the pieces of every vision block the LoRA baseline adapts (with the image projection).
+LORA_PIECES: tuple[str, ...] = ("q", "k", "v", "out", "fc1", "fc2")
+
+
+def lora_targets(model: Any) -> list[str]:
+    """The names (as `model.named_modules()` spells them) of the modules the LoRA baseline adapts: the
+    `LORA_PIECES` of every vision block, then the image projection when the model has one."""
+    names = dual_encoder(model).adapter.block_module_names("vision_blocks", LORA_PIECES)
+    projection = image_projection_name(model)
+    return names + ([projection] if projection is not None else [])
 
 
 def _report(method: str, data: SessionData, stats: Any, start: float, settings: dict[str, Any],
@@ -47,10 +57,10 @@ def _report(method: str, data: SessionData, stats: Any, start: float, settings: 
 
 def update_full(clip_model: Any, session_data: SessionData, *, epochs: int, lr: float, batch_size: int = 32,
                 seed: int = 0, progress: bool = False, **_: Any) -> SessionReport:
-    """Full fine-tuning of the vision encoder (and visual projection)."""
-    clip = clip_of(clip_model)
+    """Full fine-tuning of the vision encoder (and image projection)."""
+    loaded = dual_encoder(clip_model)
     start = time.perf_counter()
-    stats = train(clip, session_data, vision_parameters(clip), epochs=epochs, lr=lr, batch_size=batch_size,
+    stats = train(loaded.model, session_data, vision_parameters(loaded), epochs=epochs, lr=lr, batch_size=batch_size,
                   seed=seed, progress=progress)
     return _report("full", session_data, stats, start, {"epochs": epochs, "lr": lr, "batch_size": batch_size})
 
@@ -58,10 +68,11 @@ def update_full(clip_model: Any, session_data: SessionData, *, epochs: int, lr: 
 def update_layernorm(clip_model: Any, session_data: SessionData, *, epochs: int, lr: float, batch_size: int = 32,
                      seed: int = 0, progress: bool = False, **_: Any) -> SessionReport:
     """LayerNorm tuning: only the vision encoder's LayerNorm scales and shifts."""
-    clip = clip_of(clip_model)
+    loaded = dual_encoder(clip_model)
     start = time.perf_counter()
-    params = [p for m in clip.vision_model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()]
-    stats = train(clip, session_data, params, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+    vision = loaded.adapter.module("vision")
+    params = [p for m in vision.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()]
+    stats = train(loaded.model, session_data, params, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                   progress=progress)
     return _report("layernorm", session_data, stats, start, {"epochs": epochs, "lr": lr, "batch_size": batch_size})
 
@@ -69,18 +80,21 @@ def update_layernorm(clip_model: Any, session_data: SessionData, *, epochs: int,
 def update_spu(clip_model: Any, session_data: SessionData, *, epochs: int, lr: float, sparsity: float = 0.1,
                batch_size: int = 32, seed: int = 0, progress: bool = False, **_: Any) -> SessionReport:
     """SPU: the top-`sparsity` fc1 weights of every block by |mean gradient|, nothing else."""
-    clip = clip_of(clip_model)
+    loaded = dual_encoder(clip_model)
+    clip, adapter = loaded.model, loaded.adapter
     start = time.perf_counter()
-    blocks = vision_blocks(clip)
-    grads = mean_gradients(clip, session_data, {str(i): b.mlp.fc1.weight for i, b in enumerate(blocks)},
+    blocks = vision_blocks(loaded)
+    names = block_names(loaded, ("fc1",))
+    fc1 = [adapter.block_module(b, "fc1") for b in blocks]
+    grads = mean_gradients(clip, session_data, {str(i): f.weight for i, f in enumerate(fc1)},
                            batch_size=max(batch_size, 64))
     patches: list[Patch] = []
     params, masks = [], []
     try:
-        for i, b in enumerate(blocks):
+        for i, f in enumerate(fc1):
             mask = lorsu.top_fraction_mask(grads[str(i)], sparsity)
-            wrapper = SparseDeltaLinear(b.mlp.fc1, mask.reshape(-1).nonzero().squeeze(1))
-            patches.append(install(b.mlp, "fc1", wrapper))
+            wrapper = SparseDeltaLinear(f, mask.reshape(-1).nonzero().squeeze(1))
+            patches.append(install(clip, names[i]["fc1"], wrapper))
             params.append(wrapper.delta)
             masks.append(mask.cpu())
         stats = train(clip, session_data, params, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
@@ -96,13 +110,16 @@ def update_spu(clip_model: Any, session_data: SessionData, *, epochs: int, lr: f
 def update_lora(clip_model: Any, session_data: SessionData, *, epochs: int, lr: float, rank: int = 8,
                 alpha: float = 8.0, batch_size: int = 32, seed: int = 0, progress: bool = False,
                 **_: Any) -> SessionReport:
-    """LoRA (peft) on the vision encoder's attention and MLP layers and the visual projection; merged after."""
+    """LoRA (peft) on the vision encoder's attention and MLP layers and the image projection (the modules
+    `lora_targets` names); merged after."""
     from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.lora import LoraLayer
 
-    clip = clip_of(clip_model)
+    loaded = dual_encoder(clip_model)
+    clip = loaded.model
     start = time.perf_counter()
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", target_modules=LORA_TARGETS)
+    targets = lora_targets(loaded)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", target_modules=targets)
     saved = {id(p): p.requires_grad for p in clip.parameters()}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -120,7 +137,7 @@ def update_lora(clip_model: Any, session_data: SessionData, *, epochs: int, lr: 
             p.requires_grad_(saved.get(id(p), p.requires_grad))
     return _report("lora", session_data, stats, start,
                    {"epochs": epochs, "lr": lr, "batch_size": batch_size, "rank": rank, "alpha": alpha,
-                    "targets": LORA_TARGETS})
+                    "targets": targets})
 
 
 def _unload(model: nn.Module, lora_layer: type, merge: bool) -> None:
@@ -157,4 +174,4 @@ METHODS: dict[str, Callable[..., SessionReport]] = {
     "unmasked_fc1": _unmasked_fc1,
 }
 
-__all__ = ["LORA_TARGETS", "METHODS", "update_full", "update_layernorm", "update_lora", "update_spu"]
+__all__ = ["LORA_PIECES", "METHODS", "lora_targets", "update_full", "update_layernorm", "update_lora", "update_spu"]

@@ -9,7 +9,10 @@ zero-shot accuracy is measured before the first session and after each one.
   CC (control change)      = control accuracy after the last session − before (negative: forgetting).
 
     result = evaluate(egokit.load("micro-clip"), shots=5, seed=1)
-    result.metrics()["methods"]["lorsu"]      # {"ti": ..., "cc": ..., "trainable_params": ..., ...}
+    result.method_metrics("lorsu")      # {"ti": ..., "cc": ..., "trainable_params": ..., ...}
+    result.metrics()["methods.lorsu.ti"]  # the same numbers, flat (what `egokit lorsu eval --json` prints)
+
+`quick_evaluate(model)` runs the protocol's quick settings (`Settings.quick`: 2 epochs, few test images).
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from egokit.methods.lorsu.data import (
 )
 from egokit.methods.lorsu.result import LorsuEvaluation
 from egokit.methods.lorsu.session import DEFAULTS
-from egokit.methods.lorsu.training import accuracy, class_embeddings, clip_of
+from egokit.methods.lorsu.training import accuracy, class_embeddings, dual_encoder, image_embeddings
 
+#: the micro zoo model the protocol runs on by default
+DEFAULT_MODEL = "micro-clip"
 MAIN_METHODS: tuple[str, ...] = ("lorsu", "full", "lora", "spu", "layernorm")
 ABLATIONS: tuple[str, ...] = ("random_heads", "unmasked_fc1")
 
@@ -105,17 +110,15 @@ class ZeroShot:
 
     @torch.no_grad()
     def __call__(self, clip: Any) -> dict[str, dict[str, float]]:
-        """{set: {task: accuracy}} for the model as it is now."""
+        """{set: {task: accuracy}} for the model (a dual encoder or a `LoadedModel` of one) as it is now."""
+        loaded = dual_encoder(clip)
+        clip = loaded.model
         was = clip.training
         clip.eval()
-        dev = next(clip.parameters()).device
-        dtype = next(clip.vision_model.parameters()).dtype
         out: dict[str, dict[str, float]] = {}
         for k, s in self.sets.items():
-            feats = []
-            for i in range(0, len(self.pixels[k]), self.batch):
-                o = clip.get_image_features(pixel_values=self.pixels[k][i:i + self.batch].to(dev, dtype))
-                feats.append(F.normalize((o.pooler_output if hasattr(o, "pooler_output") else o).float(), dim=-1))
+            feats = [image_embeddings(loaded, self.pixels[k][i:i + self.batch])
+                     for i in range(0, len(self.pixels[k]), self.batch)]
             img = torch.cat(feats)
             out[k] = {}
             for task, labels in s.labels.items():
@@ -169,13 +172,19 @@ def evaluate(model: Any, *, shots: int = 5, seed: int = 1, quick: bool = False,
     )
 
 
+def quick_evaluate(model: Any) -> LorsuEvaluation:
+    """The protocol at its quick settings (`Settings.quick()`: 2 epochs, 3 test images per target class,
+    18 control images; every method and ablation, the five sessions), without a progress bar."""
+    return evaluate(model, quick=True, progress=False)
+
+
 def _unpack(model: Any) -> tuple[Any, Any, str]:
     if isinstance(model, tuple) and len(model) == 2:
-        return clip_of(model[0]), model[1], type(model[0]).__name__
+        return dual_encoder(model[0]).model, model[1], type(model[0]).__name__
     processor = getattr(model, "processor", None)
     if processor is None:
         raise InputError("pass a LoadedModel (egokit.load(...)) or a (CLIPModel, processor) pair")
-    return clip_of(model), processor, str(getattr(model, "name", type(model).__name__))
+    return dual_encoder(model).model, processor, str(getattr(model, "name", type(model).__name__))
 
 
 def _settings_dict(cfg: Settings, quick: bool) -> dict[str, Any]:
@@ -185,4 +194,4 @@ def _settings_dict(cfg: Settings, quick: bool) -> dict[str, Any]:
     return d
 
 
-__all__ = ["ABLATIONS", "MAIN_METHODS", "Settings", "ZeroShot", "evaluate"]
+__all__ = ["ABLATIONS", "DEFAULT_MODEL", "MAIN_METHODS", "Settings", "ZeroShot", "evaluate", "quick_evaluate"]

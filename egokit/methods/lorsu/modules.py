@@ -102,10 +102,13 @@ class Patch:
     wrapper: nn.Module
 
 
-def install(parent: nn.Module, name: str, wrapper: nn.Module) -> Patch:
-    """Put `wrapper` at `parent.<name>` and return the record needed to merge it back."""
-    setattr(parent, name, wrapper)
-    return Patch(parent, name, wrapper)
+def install(root: nn.Module, name: str, wrapper: nn.Module) -> Patch:
+    """Put `wrapper` at `root.<name>` and return the record needed to merge it back. `name` may be dotted,
+    as `root.named_modules()` spells it (the model's family gives such names)."""
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, wrapper)
+    return Patch(parent, attr, wrapper)
 
 
 def merge_all(patches: list[Patch]) -> None:

@@ -1,4 +1,7 @@
-"""Pictures of a `LorsuEvaluation` (matplotlib, rendered off-screen to PIL images).
+"""Pictures of a `LorsuEvaluation` and of one `SessionReport` (matplotlib, rendered off-screen to PIL images).
+
+The functions read the result's fields and import neither result type (`result.py` and `session.py` import
+this module for their pictures, so the imports point one way).
 
 - `scatter_picture`: TI vs CC of every method (up-right is better: gains on the target, no forgetting);
   marker area grows with the trainable parameters.
@@ -6,21 +9,24 @@
 - `fc1_picture`: per session, for each block and fc1 neuron, the fraction of its input weights chosen.
 - `curves_picture`: target and control accuracy after each session, per method.
 - `summary_picture`: scatter, heads and fc1 side by side (what `_repr_png_` shows).
+- `report_picture`: one session's report: loss per epoch, and its heads and fc1 choice where it made one.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from egokit.methods.lorsu.result import control_accuracy, target_accuracy
+from egokit.methods.lorsu.accuracies import control_accuracy, target_accuracy
 
 if TYPE_CHECKING:
     from egokit.methods.lorsu.result import LorsuEvaluation
+    from egokit.methods.lorsu.session import SessionReport
 
 COLORS = {"lorsu": "#d62728", "full": "#1f77b4", "lora": "#2ca02c", "spu": "#ff7f0e", "layernorm": "#9467bd",
           "random_heads": "#e377c2", "unmasked_fc1": "#8c564b"}
@@ -64,10 +70,9 @@ def draw_scatter(ax: Any, result: LorsuEvaluation) -> None:
     ax.grid(alpha=0.3)
 
 
-def draw_heads(axes: Any, result: LorsuEvaluation, method: str = "lorsu") -> None:
+def draw_heads(axes: Any, reps: Sequence[SessionReport], names: Sequence[str]) -> None:
     """One panel per session: blocks (rows) × heads (columns), colour = head score share, ring = chosen."""
-    reps = result.reports.get(method, [])
-    for ax, rep, name in zip(axes, reps, result.sessions):
+    for ax, rep, name in zip(axes, reps, names):
         scores = np.asarray(rep.head_scores, dtype=float)
         if scores.size == 0:
             ax.axis("off")
@@ -87,11 +92,10 @@ def draw_heads(axes: Any, result: LorsuEvaluation, method: str = "lorsu") -> Non
             ax.set_xlabel("head", fontsize=7)
 
 
-def draw_fc1(axes: Any, result: LorsuEvaluation, method: str = "lorsu") -> None:
+def draw_fc1(axes: Any, reps: Sequence[SessionReport], names: Sequence[str]) -> None:
     """One panel per session: blocks (rows) × fc1 neurons (columns), colour = share of the neuron's input
     weights that were chosen."""
-    reps = result.reports.get(method, [])
-    for ax, rep, name in zip(axes, reps, result.sessions):
+    for ax, rep, name in zip(axes, reps, names):
         if rep.fc1_masks is None:
             ax.axis("off")
             continue
@@ -118,7 +122,7 @@ def heads_picture(result: LorsuEvaluation, method: str = "lorsu") -> Image.Image
     plt = _plt()
     n = max(len(result.sessions), 1)
     fig, axes = plt.subplots(1, n, figsize=(2.0 * n, 2.6), squeeze=False, layout="constrained")
-    draw_heads(axes[0], result, method)
+    draw_heads(axes[0], result.reports.get(method, []), result.sessions)
     fig.suptitle(f"{method}: head scores (share per block) and chosen heads (rings)", fontsize=9)
     return _figure_to_image(fig)
 
@@ -127,7 +131,7 @@ def fc1_picture(result: LorsuEvaluation, method: str = "lorsu") -> Image.Image:
     plt = _plt()
     n = max(len(result.sessions), 1)
     fig, axes = plt.subplots(n, 1, figsize=(7, 1.1 * n + 0.6), squeeze=False, layout="constrained")
-    draw_fc1(axes[:, 0], result, method)
+    draw_fc1(axes[:, 0], result.reports.get(method, []), result.sessions)
     fig.suptitle(f"{method}: share of each fc1 neuron's weights chosen, per block", fontsize=9)
     return _figure_to_image(fig)
 
@@ -160,11 +164,45 @@ def summary_picture(result: LorsuEvaluation) -> Image.Image:
     grid = fig.add_gridspec(2, n + 2, width_ratios=[1.6, 0.1] + [1.0] * n, height_ratios=[1, 1])
     draw_scatter(fig.add_subplot(grid[:, 0]), result)
     method = "lorsu" if "lorsu" in result.reports else next(iter(result.reports), "lorsu")
-    draw_heads([fig.add_subplot(grid[0, 2 + i]) for i in range(n)], result, method)
-    draw_fc1([fig.add_subplot(grid[1, 2 + i]) for i in range(n)], result, method)
+    reps = result.reports.get(method, [])
+    draw_heads([fig.add_subplot(grid[0, 2 + i]) for i in range(n)], reps, result.sessions)
+    draw_fc1([fig.add_subplot(grid[1, 2 + i]) for i in range(n)], reps, result.sessions)
     fig.suptitle(f"LoRSU on {result.model_name}: methods (left); chosen heads (top) and fc1 weights (bottom) "
                  "per session", fontsize=10)
     return _figure_to_image(fig)
 
 
-__all__ = ["curves_picture", "fc1_picture", "heads_picture", "scatter_picture", "summary_picture"]
+def report_picture(report: SessionReport) -> Image.Image:
+    """One session's report: the training loss per epoch (left) and, where the method chose them, the head
+    scores with the chosen heads and the share of each fc1 neuron's weights chosen, per block."""
+    plt = _plt()
+    panels = ["loss"] + (["heads"] if report.head_scores else []) + (["fc1"] if report.fc1_masks is not None else [])
+    widths = {"loss": 1.2, "heads": 1.0, "fc1": 2.2}
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 + 2.3 * sum(widths[p] for p in panels), 2.8),
+                             squeeze=False, layout="constrained",
+                             gridspec_kw={"width_ratios": [widths[p] for p in panels]})
+    name = report.session or report.method
+    for ax, panel in zip(axes[0], panels):
+        if panel == "loss":
+            if report.losses:
+                ax.plot(range(1, len(report.losses) + 1), report.losses, marker="o", ms=3,
+                        color=COLORS.get(report.method, "grey"))
+            else:
+                ax.text(0.5, 0.5, "no training epochs", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xlabel("epoch", fontsize=7)
+            ax.set_title("training loss", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        elif panel == "heads":
+            draw_heads([ax], [report], [f"{name}: heads"])
+            ax.set_ylabel("block")
+        else:
+            draw_fc1([ax], [report], [name])
+            ax.set_ylabel("block")
+    fig.suptitle(f"{report.method} on session {name!r}: {report.trainable_params} trainable, "
+                 f"{report.optimizer_bytes} optimizer bytes, {report.seconds:.1f} s", fontsize=9)
+    return _figure_to_image(fig)
+
+
+__all__ = ["curves_picture", "fc1_picture", "heads_picture", "report_picture", "scatter_picture",
+           "summary_picture"]

@@ -1,47 +1,49 @@
-"""`LorsuEvaluation`: what `lorsu_eval.evaluate` returns — accuracies before and after every session for
-every method, each session's report (cost, chosen heads and fc1 weights) — and how it is saved and shown.
+"""`LorsuEvaluation`: what `egokit.methods.lorsu.evaluate` returns — accuracies before and after every
+session for every method, each session's report (cost, chosen heads and fc1 weights) — its metrics, and how
+it is saved and shown.
 
-Files: one ``.safetensors`` file; the chosen-fc1 masks are its tensors (uint8) and everything else is a
-JSON document in its metadata. Written atomically (temp file + rename), read back without pickle; a
-damaged or foreign file raises `MemoryFileError`.
+`metrics()` is flat (what `egokit lorsu eval --json` prints): "model", "methods.<name>.<number>" and
+"ablations.<name>.<number>" (ti, cc, target, control, trainable_params, optimizer_bytes, seconds),
+"before.target", "before.control", "before.per_session.<session>", "before.per_task.<task>", "sessions"
+(how many), "settings.<name>" (the learning rates as "settings.lr.<method>") and "seconds";
+`summary()` holds the same numbers nested.
+
+Files (an `egokit.results.Result`): one ``.safetensors`` file; the chosen-fc1 masks are its tensors (uint8)
+and everything else is a JSON document in its metadata. Written atomically (temp file + rename), read back
+without pickle; a damaged or foreign file raises `MemoryFileError`.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from PIL import Image
 
-from egokit.errors import MemoryFileError
+from egokit.methods.lorsu.accuracies import Accuracies, control_accuracy, target_accuracy
 from egokit.methods.lorsu.session import SessionReport
-from egokit.results import load_result, save_result
-from egokit.viz.png import ReprPNG
+from egokit.results import Evaluation
 
 FILE_KIND = "egokit.lorsu_evaluation"
 FILE_VERSION = 1
 MAIN = ("lorsu", "full", "lora", "spu", "layernorm")
-Accuracies = dict[str, dict[str, float]]  # {"target": {session: acc}, "control": {task: acc}}
 
 
-def target_accuracy(acc: Accuracies) -> float:
-    """Mean over sessions of the accuracy on that session's target classes."""
-    vals = [v for v in acc["target"].values() if not math.isnan(v)]
-    return float(sum(vals) / len(vals)) if vals else float("nan")
-
-
-def control_accuracy(acc: Accuracies) -> float:
-    """Mean over the control tasks (colour, shape, pattern of known values)."""
-    vals = list(acc["control"].values())
-    return float(sum(vals) / len(vals)) if vals else float("nan")
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one flat dict with dotted keys ({"a": {"b": 1}} → {"a.b": 1})."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
 
 
 @dataclass(repr=False)
-class LorsuEvaluation(ReprPNG):
+class LorsuEvaluation(Evaluation):
     """Accuracies before and after each session for each method, and each session's report.
 
     before:   zero-shot accuracies of the untouched model ({"target": {session: acc}, "control": {task: acc}}).
@@ -58,6 +60,10 @@ class LorsuEvaluation(ReprPNG):
     curves: dict[str, list[Accuracies]]
     reports: dict[str, list[SessionReport]] = field(default_factory=dict)
     seconds: float = 0.0
+
+    FILE_KIND: ClassVar[str] = FILE_KIND
+    FILE_VERSION: ClassVar[int] = FILE_VERSION
+    FILE_WHAT: ClassVar[str | None] = "LoRSU evaluation"
 
     # -- metrics -------------------------------------------------------------------------------------
     @property
@@ -84,9 +90,10 @@ class LorsuEvaluation(ReprPNG):
             "seconds": float(sum(r.seconds for r in reps)),
         }
 
-    def metrics(self) -> dict[str, Any]:
-        """The summary `egokit lorsu eval --json` prints: `methods.<name>` and `ablations.<name>` with TI, CC,
-        trainable parameters (largest session), optimizer bytes (largest session) and seconds (all sessions)."""
+    def summary(self) -> dict[str, Any]:
+        """The numbers, nested: `methods.<name>` and `ablations.<name>` with TI, CC, target and control
+        accuracy after the last session, trainable parameters (largest session), optimizer bytes (largest
+        session) and seconds (all sessions); the accuracies before; sessions; settings; seconds."""
         per = {m: self.method_metrics(m) for m in self.methods}
         return {
             "model": self.model_name,
@@ -98,6 +105,17 @@ class LorsuEvaluation(ReprPNG):
             "settings": dict(self.settings),
             "seconds": self.seconds,
         }
+
+    def before_metrics(self) -> dict[str, float]:
+        """Target and control accuracy of the untouched model: {"target": ..., "control": ...}."""
+        return {"target": target_accuracy(self.before), "control": control_accuracy(self.before)}
+
+    def metrics(self) -> dict[str, Any]:
+        """What `egokit lorsu eval --json` prints: `summary()` flattened to dotted keys
+        ("methods.lorsu.ti", "before.target", "settings.lr.lorsu", ...), with "sessions" their number."""
+        tree = self.summary()
+        tree["sessions"] = len(self.sessions)
+        return flatten(tree)
 
     # -- display -------------------------------------------------------------------------------------
     def to_image(self) -> Image.Image:
@@ -141,56 +159,42 @@ class LorsuEvaluation(ReprPNG):
 
     # -- serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """`metrics()` plus the per-session accuracies and reports (no masks)."""
-        d = self.metrics()
+        """`summary()` plus the per-session classes, accuracies and reports (no masks)."""
+        d = self.summary()
         d["session_classes"] = [list(c) for c in self.session_classes]
         d["session_targets"] = [list(t) for t in self.session_targets]
         d["accuracies"] = {"before": self.before, "after": self.curves}
         d["reports"] = {m: [r.to_dict() for r in reps] for m, reps in self.reports.items()}
         return d
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write one .safetensors file (fc1 masks as tensors, the rest as JSON metadata), atomically."""
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
+        """The chosen-fc1 masks, as uint8, one tensor per method and session ("<method>.<i>.fc1_masks")."""
         tensors = {}
         for m, reps in self.reports.items():
             for i, r in enumerate(reps):
                 if r.fc1_masks is not None:
                     tensors[f"{m}.{i}.fc1_masks"] = r.fc1_masks.to(torch.uint8)
-        meta = {"model_name": self.model_name,
+        return tensors
+
+    def _file_meta(self) -> dict[str, Any]:
+        return {"model_name": self.model_name,
                 "sessions": self.sessions, "session_classes": self.session_classes,
                 "session_targets": self.session_targets, "settings": self.settings, "before": self.before,
                 "curves": self.curves, "seconds": self.seconds,
                 "reports": {m: [r.to_dict() for r in reps] for m, reps in self.reports.items()}}
-        return save_result(path, FILE_KIND, FILE_VERSION, tensors, meta)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> LorsuEvaluation:
-        """Read a file written by `save` (no pickle); `MemoryFileError` for a damaged or foreign file."""
-        tensors, meta = load_result(path, FILE_KIND, FILE_VERSION, what="LoRSU evaluation")
-        try:
-            reports = {}
-            for m, reps in meta["reports"].items():
-                reports[m] = []
-                for i, r in enumerate(reps):
-                    masks = tensors.get(f"{m}.{i}.fc1_masks")
-                    reports[m].append(SessionReport(
-                        method=str(r["method"]), trainable_params=int(r["trainable_params"]),
-                        optimizer_bytes=int(r["optimizer_bytes"]), seconds=float(r["seconds"]),
-                        heads=[[int(h) for h in b] for b in r["heads"]],
-                        head_scores=[[float(s) for s in b] for b in r["head_scores"]],
-                        fc1_chosen=[int(c) for c in r["fc1_chosen"]],
-                        fc1_masks=None if masks is None else masks.bool(), losses=[float(x) for x in r["losses"]],
-                        settings=dict(r["settings"]), session=str(r.get("session", ""))))
-            curves = {m: list(v) for m, v in meta["curves"].items()}
-            if any(len(v) != len(meta["sessions"]) for v in curves.values()):
-                raise ValueError("one accuracy record per session expected")
-            return cls(model_name=str(meta["model_name"]), sessions=[str(s) for s in meta["sessions"]],
-                       session_classes=[list(c) for c in meta["session_classes"]],
-                       session_targets=[[int(t) for t in ts] for ts in meta["session_targets"]],
-                       settings=dict(meta["settings"]), before=meta["before"], curves=curves, reports=reports,
-                       seconds=float(meta["seconds"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise MemoryFileError(f"{path} is an inconsistent LoRSU evaluation ({e}); re-create it") from None
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> LorsuEvaluation:
+        reports = {m: [SessionReport.from_dict(r, tensors.get(f"{m}.{i}.fc1_masks")) for i, r in enumerate(reps)]
+                   for m, reps in meta["reports"].items()}
+        curves = {m: list(v) for m, v in meta["curves"].items()}
+        if any(len(v) != len(meta["sessions"]) for v in curves.values()):
+            raise ValueError("one accuracy record per session expected")
+        return cls(model_name=str(meta["model_name"]), sessions=[str(s) for s in meta["sessions"]],
+                   session_classes=[list(c) for c in meta["session_classes"]],
+                   session_targets=[[int(t) for t in ts] for ts in meta["session_targets"]],
+                   settings=dict(meta["settings"]), before=meta["before"], curves=curves, reports=reports,
+                   seconds=float(meta["seconds"]))
 
 
-__all__ = ["FILE_KIND", "FILE_VERSION", "LorsuEvaluation", "control_accuracy", "target_accuracy"]
+__all__ = ["FILE_KIND", "FILE_VERSION", "LorsuEvaluation", "control_accuracy", "flatten", "target_accuracy"]

@@ -8,8 +8,8 @@ session, on the vision side only (text encoder, text projection and temperature 
    (exactly ``round(sparsity · numel)`` entries) is trainable, nothing else of that matrix;
 3. heads: score = squared norm of the head's q, k and v mean-gradient rows; the `top_heads` best
    heads per block are chosen;
-4. a masked LoRA on q_proj, k_proj and v_proj that changes only the chosen heads' output rows;
-   the q/k/v biases are trainable; a plain LoRA on the visual projection;
+4. a masked LoRA on the q, k and v projections that changes only the chosen heads' output rows;
+   the q/k/v biases are trainable; a plain LoRA on the image projection (into the joint space);
 5. Adam for `epochs` passes; then every update is merged into the weights, so the next session starts
    from the merged model with fresh masks.
 
@@ -17,17 +17,20 @@ session, on the vision side only (text encoder, text projection and temperature 
     report = egokit.lorsu.update(lm, session_data)        # changes lm.model's vision encoder in place
     report.heads            # chosen heads per block;  report.fc1_chosen: chosen fc1 weights per block
 
-The baselines (full fine-tuning, LoRA, SPU, LayerNorm) are in `lorsu_baselines`; the continual
-protocol on ShapesWorld and its metrics (TI, CC) in `lorsu_eval`.
+The model's parts are found through its family (`lm.adapter`), so any family with the capabilities
+DUAL_ENCODER and WRAPPABLE_VIT works. The baselines (full fine-tuning, LoRA, SPU, LayerNorm) are in
+`egokit.methods.lorsu.baselines`; the continual protocol on ShapesWorld and its metrics (TI, CC) in
+`egokit.methods.lorsu.evaluation`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from PIL import Image
 from torch import nn
 
 from egokit.errors import InputError
@@ -39,7 +42,16 @@ from egokit.methods.lorsu.modules import (
     merge_all,
     remove_all,
 )
-from egokit.methods.lorsu.training import SessionData, clip_of, mean_gradients, train, vision_blocks
+from egokit.methods.lorsu.training import (
+    SessionData,
+    block_names,
+    dual_encoder,
+    image_projection_name,
+    mean_gradients,
+    train,
+    vision_blocks,
+)
+from egokit.results import Result
 
 #: Defaults sized for the micro CLIP (width 128, 4 heads). The paper's README uses rank 64 on width-1024
 #: ViT-L (rank = width/16); rank 8 keeps that ratio here. The learning rate was chosen on development seeds
@@ -47,9 +59,13 @@ from egokit.methods.lorsu.training import SessionData, clip_of, mean_gradients, 
 DEFAULTS: dict[str, Any] = {"sparsity": 0.1, "top_heads": 2, "rank": 8, "alpha": 8.0, "epochs": 20, "lr": 3e-4}
 
 
+#: the attention projections whose chosen heads get a masked LoRA
+QKV: tuple[str, ...] = ("q", "k", "v")
+
+
 @dataclass(repr=False)
-class SessionReport:
-    """What one session of a method did and cost.
+class SessionReport(Result):
+    """What one session of a method did and cost (a `Result`: `to_dict`, `save`/`load`, a picture).
 
     method:           "lorsu", "full", "lora", "spu", "layernorm" or an ablation name.
     trainable_params: entries the optimizer updates (LoRSU: chosen fc1 entries + LoRA factors + q/k/v
@@ -76,12 +92,41 @@ class SessionReport:
     settings: dict[str, Any] = field(default_factory=dict)
     session: str = ""
 
+    FILE_KIND: ClassVar[str] = "egokit.lorsu_session_report"
+    FILE_VERSION: ClassVar[int] = 1
+    FILE_WHAT: ClassVar[str | None] = "LoRSU session report"
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary (masks left out; `fc1_chosen` counts them)."""
         return {"method": self.method, "session": self.session, "trainable_params": self.trainable_params,
                 "optimizer_bytes": self.optimizer_bytes, "seconds": self.seconds, "heads": self.heads,
                 "head_scores": self.head_scores, "fc1_chosen": self.fc1_chosen, "losses": self.losses,
                 "settings": dict(self.settings)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], fc1_masks: torch.Tensor | None = None) -> SessionReport:
+        """The report `to_dict` describes, with its chosen-fc1 masks (`fc1_masks`, any dtype; stored as bool)."""
+        return cls(method=str(d["method"]), trainable_params=int(d["trainable_params"]),
+                   optimizer_bytes=int(d["optimizer_bytes"]), seconds=float(d["seconds"]),
+                   heads=[[int(h) for h in b] for b in d["heads"]],
+                   head_scores=[[float(s) for s in b] for b in d["head_scores"]],
+                   fc1_chosen=[int(c) for c in d["fc1_chosen"]],
+                   fc1_masks=None if fc1_masks is None else fc1_masks.bool(), losses=[float(x) for x in d["losses"]],
+                   settings=dict(d["settings"]), session=str(d.get("session", "")))
+
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.fc1_masks is None else {"fc1_masks": self.fc1_masks.to(torch.uint8)}
+
+    @classmethod
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> SessionReport:
+        return cls.from_dict(meta, tensors.get("fc1_masks"))
+
+    def to_image(self) -> Image.Image:
+        """The loss per epoch and, where the method chose them, the head scores with the chosen heads and
+        the share of each fc1 neuron's weights chosen, per vision block."""
+        from egokit.methods.lorsu.render import report_picture
+
+        return report_picture(self)
 
     def __repr__(self) -> str:
         heads = f", heads={self.heads}" if self.heads else ""
@@ -135,13 +180,6 @@ def head_rows(heads: list[int], head_dim: int) -> torch.Tensor:
     return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
 
 
-def _attn(block: nn.Module) -> nn.Module:
-    attn = getattr(block, "self_attn", None)
-    if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj")):
-        raise InputError(f"{type(block).__name__} has no self_attn with q_proj/k_proj/v_proj")
-    return attn
-
-
 def _n_heads(attn: nn.Module) -> int:
     n = getattr(attn, "num_heads", None) or getattr(getattr(attn, "config", None), "num_attention_heads", None)
     if not n:
@@ -158,27 +196,29 @@ def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULT
            heads: str = "gradient", mask_fc1: bool = True, seed: int = 0, keep_masks: bool = True,
            progress: bool = False) -> SessionReport:
     """Run one LoRSU session on `clip_model` (a `CLIPModel` or `LoadedModel`), changing its vision
-    encoder in place (LoRA merged); returns a `SessionReport`.
+    encoder in place (LoRA merged); returns a `SessionReport`. A model whose family is no dual encoder
+    with a wrappable ViT is refused (`CapabilityError`).
 
     sparsity:   fraction of each block's fc1 weights that may change (by |mean gradient|).
     top_heads:  attention heads per block given a masked LoRA on q/k/v.
-    rank, alpha: LoRA rank and scale (update = alpha/rank · U·D) for q/k/v and the visual projection.
+    rank, alpha: LoRA rank and scale (update = alpha/rank · U·D) for q/k/v and the image projection.
     epochs, lr, batch_size: Adam training on the session's data.
     heads:      "gradient" (LoRSU) or "random" (the ablation: same number of heads, drawn at random).
     mask_fc1:   False trains every fc1 weight (the "unmasked fc1" ablation).
     seed:       seeds LoRA initialisation, batch order and random heads.
     """
-    clip = clip_of(clip_model)
+    loaded = dual_encoder(clip_model)
+    clip, adapter = loaded.model, loaded.adapter
     start = time.perf_counter()
-    blocks = vision_blocks(clip)
+    blocks = vision_blocks(loaded)
+    names = block_names(loaded, ("q", "k", "v", "fc1"))  # per block: piece -> its name under the model
     gen = torch.Generator().manual_seed(int(seed))
-    names: dict[str, nn.Parameter] = {}
+    weights: dict[str, nn.Parameter] = {}
     for i, b in enumerate(blocks):
-        attn = _attn(b)
-        names[f"{i}.fc1"] = b.mlp.fc1.weight
-        for proj in ("q_proj", "k_proj", "v_proj"):
-            names[f"{i}.{proj}"] = getattr(attn, proj).weight
-    grads = mean_gradients(clip, session_data, names, batch_size=max(batch_size, 64))
+        weights[f"{i}.fc1"] = adapter.block_module(b, "fc1").weight
+        for piece in QKV:
+            weights[f"{i}.{piece}"] = adapter.block_module(b, piece).weight
+    grads = mean_gradients(clip, session_data, weights, batch_size=max(batch_size, 64))
 
     patches: list[Patch] = []
     trainable: list[nn.Parameter] = []
@@ -190,25 +230,24 @@ def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULT
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             for i, b in enumerate(blocks):
-                attn = _attn(b)
-                n_heads = _n_heads(attn)
-                scores = head_scores(grads[f"{i}.q_proj"], grads[f"{i}.k_proj"], grads[f"{i}.v_proj"], n_heads)
+                n_heads = _n_heads(adapter.block_module(b, "attention"))
+                scores = head_scores(grads[f"{i}.q"], grads[f"{i}.k"], grads[f"{i}.v"], n_heads)
                 picked = choose_heads(scores, top_heads, heads, gen)
                 chosen_heads.append(picked)
                 all_scores.append([float(s) for s in scores])
                 if picked:
-                    rows = head_rows(picked, attn.q_proj.out_features // n_heads)
-                    for proj in ("q_proj", "k_proj", "v_proj"):
-                        wrapper = RowLoRALinear(getattr(attn, proj), rank, alpha, rows)
-                        patches.append(install(attn, proj, wrapper))
+                    rows = head_rows(picked, adapter.block_module(b, "q").out_features // n_heads)
+                    for piece in QKV:
+                        wrapper = RowLoRALinear(adapter.block_module(b, piece), rank, alpha, rows)
+                        patches.append(install(clip, names[i][piece], wrapper))
                         trainable += [wrapper.down, wrapper.up]
                         if wrapper.base.bias is not None:
                             trainable.append(wrapper.base.bias)
-                fc1 = b.mlp.fc1
+                fc1 = adapter.block_module(b, "fc1")
                 if mask_fc1:
                     mask = top_fraction_mask(grads[f"{i}.fc1"], sparsity)
                     wrapper = SparseDeltaLinear(fc1, mask.reshape(-1).nonzero().squeeze(1))
-                    patches.append(install(b.mlp, "fc1", wrapper))
+                    patches.append(install(clip, names[i]["fc1"], wrapper))
                     trainable.append(wrapper.delta)
                 else:
                     mask = torch.ones_like(fc1.weight, dtype=torch.bool)
@@ -216,10 +255,10 @@ def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULT
                 fc1_chosen.append(int(mask.sum()))
                 if keep_masks:
                     masks.append(mask.cpu())
-            proj = getattr(clip, "visual_projection", None)
-            if proj is not None and rank > 0:
-                wrapper = RowLoRALinear(proj, rank, alpha)
-                patches.append(install(clip, "visual_projection", wrapper))
+            projection = image_projection_name(loaded)
+            if projection is not None and rank > 0:
+                wrapper = RowLoRALinear(clip.get_submodule(projection), rank, alpha)
+                patches.append(install(clip, projection, wrapper))
                 trainable += [wrapper.down, wrapper.up]
         stats = train(clip, session_data, trainable, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                       progress=progress)

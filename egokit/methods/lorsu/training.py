@@ -1,6 +1,7 @@
-"""What every continual-learning method here shares: session data, the CLIP contrastive loss against
-class-name captions, the mean session gradient, and one training loop (Adam) with honest accounting of
-trainable parameters, optimizer memory and time.
+"""What every continual-learning method here shares: session data, the model's vision side (found through
+its family: `dual_encoder`, `vision_blocks`, `vision_parameters`, `image_projection_name`), the CLIP
+contrastive loss against class-name captions, the mean session gradient, and one training loop (Adam) with
+honest accounting of trainable parameters, optimizer memory and time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egokit.errors import InputError
+from egokit.errors import CapabilityError, InputError, ModelLoadError
+from egokit.models.adapters.base import DUAL_ENCODER, WRAPPABLE_VIT
+from egokit.models.loading import LoadedModel, from_model
 
 
 @dataclass
@@ -68,31 +71,58 @@ class SessionData:
 # ---------------------------------------------------------------------------------------------- model parts
 
 
-def clip_of(model: Any) -> nn.Module:
-    """The `CLIPModel` inside `model` (a `CLIPModel` or a `LoadedModel`)."""
-    inner = getattr(model, "model", model)
-    if not (hasattr(inner, "vision_model") and hasattr(inner, "get_image_features")
-            and hasattr(inner, "get_text_features")):
-        raise InputError(f"LoRSU needs a CLIP-style dual encoder (vision_model + text model), got "
-                         f"{type(inner).__name__}; load one with egokit.load('micro-clip') or a CLIP checkpoint")
-    return inner
+def dual_encoder(model: Any, processor: Any = None) -> LoadedModel:
+    """`model` as a `LoadedModel` whose family LoRSU can work on: a dual encoder (image and text embeddings
+    in one space) with a wrappable ViT vision tower. `model` is a `LoadedModel` or a transformers model in
+    memory (then wrapped with `processor`); anything else is one clear error (`CapabilityError` for a
+    family without those capabilities, `InputError` for something that is no transformers model)."""
+    if isinstance(model, LoadedModel):
+        loaded = model
+    else:
+        if getattr(getattr(model, "config", None), "model_type", None) is None:
+            raise InputError(f"LoRSU needs a CLIP-style dual encoder, got {type(model).__name__}; load one "
+                             "with egokit.load('micro-clip') or a CLIP checkpoint")
+        loaded = from_model(model, processor)
+    loaded.adapter.require(DUAL_ENCODER, "LoRSU")
+    loaded.adapter.require(WRAPPABLE_VIT, "LoRSU")
+    return loaded
 
 
-def vision_blocks(clip: nn.Module) -> list[nn.Module]:
-    """The transformer blocks of the vision encoder (each with `self_attn` and `mlp.fc1`)."""
-    layers = getattr(getattr(clip.vision_model, "encoder", None), "layers", None)
-    if layers is None:
-        raise InputError(f"cannot find the vision encoder's blocks in {type(clip).__name__}")
-    return list(layers)
+def vision_blocks(model: Any) -> list[nn.Module]:
+    """The transformer blocks of the vision encoder, as the model's family finds them."""
+    return list(dual_encoder(model).adapter.module("vision_blocks"))
 
 
-def vision_parameters(clip: nn.Module) -> list[nn.Parameter]:
-    """Every parameter of the vision side: the vision tower and the visual projection."""
-    params = list(clip.vision_model.parameters())
-    proj = getattr(clip, "visual_projection", None)
+def block_names(model: Any, pieces: Sequence[str]) -> list[dict[str, str]]:
+    """Per vision block, the dotted name (under the model) of each of `pieces` ("q", "fc1", ...)."""
+    pieces = tuple(pieces)
+    flat = dual_encoder(model).adapter.block_module_names("vision_blocks", pieces)
+    return [dict(zip(pieces, flat[i:i + len(pieces)])) for i in range(0, len(flat), len(pieces))]
+
+
+def image_projection_name(model: Any) -> str | None:
+    """The dotted name (under the model) of the linear map from the vision tower into the joint space, or
+    None when the model has none."""
+    adapter = dual_encoder(model).adapter
+    try:
+        return adapter.module_name("image_projection")
+    except (CapabilityError, ModelLoadError):
+        return None
+
+
+def vision_parameters(model: Any) -> list[nn.Parameter]:
+    """Every parameter of the vision side: the vision tower and the image projection (when there is one)."""
+    loaded = dual_encoder(model)
+    params = list(loaded.adapter.module("vision").parameters())
+    proj = image_projection_name(loaded)
     if proj is not None:
-        params += list(proj.parameters())
+        params += list(loaded.model.get_submodule(proj).parameters())
     return params
+
+
+def vision_dtype(model: Any) -> torch.dtype:
+    """The dtype of the vision tower's weights (what pixel values are cast to)."""
+    return next(dual_encoder(model).adapter.module("vision").parameters()).dtype
 
 
 @contextlib.contextmanager
@@ -132,10 +162,13 @@ def class_embeddings(clip: nn.Module, data: SessionData, cache: bool = False) ->
     return emb
 
 
-def image_embeddings(clip: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """L2-normalised image embeddings (with gradients when enabled)."""
+def image_embeddings(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+    """L2-normalised image embeddings (with gradients when enabled) of `model` (a dual encoder or a
+    `LoadedModel` of one)."""
+    loaded = dual_encoder(model)
+    clip = loaded.model
     dev = next(clip.parameters()).device
-    dtype = next(clip.vision_model.parameters()).dtype
+    dtype = next(loaded.adapter.module("vision").parameters()).dtype
     out = clip.get_image_features(pixel_values=pixel_values.to(dev, dtype))
     emb = out.pooler_output if hasattr(out, "pooler_output") else out
     return F.normalize(emb.float(), dim=-1)
@@ -260,7 +293,7 @@ def to_numpy_images(images: Sequence[Any]) -> list[np.ndarray]:
 
 
 __all__ = [
-    "SessionData", "TrainStats", "accuracy", "batches", "class_embeddings", "clip_of", "contrastive_loss",
-    "image_embeddings", "mean_gradients", "optimizer_state_bytes", "train", "trainable_only", "vision_blocks",
-    "vision_parameters",
+    "SessionData", "TrainStats", "accuracy", "batches", "block_names", "class_embeddings", "contrastive_loss",
+    "dual_encoder", "image_embeddings", "image_projection_name", "mean_gradients", "optimizer_state_bytes", "train",
+    "trainable_only", "vision_blocks", "vision_dtype", "vision_parameters",
 ]

@@ -31,6 +31,7 @@ from torch import nn
 
 from egokit.capture.aggregate import chefer_rule, gradient_attention
 from egokit.capture.engine import capture
+from egokit.capture.hooks import Hooks
 from egokit.methods.misalign.inputs import ModelBundle, TextBatch
 
 GRAD_ATTENTION_VARIANTS = ("signed", "clamped", "positive_only")
@@ -53,13 +54,13 @@ def frozen(model: nn.Module) -> Iterator[None]:
 
 
 def token_embedding(bundle: ModelBundle) -> nn.Module:
-    """The text encoder's token-embedding layer (CLIP and SigLIP keep it at the same place)."""
-    return bundle.model.text_model.embeddings.token_embedding
+    """The text encoder's token-embedding layer (the family's "text_embeddings" part)."""
+    return bundle.adapter.module("text_embeddings")
 
 
 def text_layers(bundle: ModelBundle) -> nn.ModuleList:
-    """The text encoder's transformer layers (CLIP and SigLIP keep them at the same place)."""
-    return bundle.model.text_model.encoder.layers
+    """The text encoder's transformer blocks (the family's "text_blocks" part)."""
+    return bundle.adapter.module("text_blocks")
 
 
 @contextmanager
@@ -67,17 +68,9 @@ def graph_from_layer(bundle: ModelBundle, first: int) -> Iterator[None]:
     """Make the hidden states entering text layer `first` a fresh leaf that requires grad, so the forward
     builds a graph even with frozen parameters, and the backward stops where the attributed layers start
     (nothing below layer `first` is differentiated)."""
-
-    def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if args:
-            return (args[0].detach().requires_grad_(True), *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": kwargs["hidden_states"].detach().requires_grad_(True)}
-
-    handle = text_layers(bundle)[first].register_forward_pre_hook(pre, with_kwargs=True)
-    try:
+    with Hooks() as hooks:
+        hooks.leaf_input(text_layers(bundle)[first])
         yield
-    finally:
-        handle.remove()
 
 
 def _pooled(out: Any) -> torch.Tensor:
@@ -163,27 +156,6 @@ def captum_pass(bundle: ModelBundle, image_emb: torch.Tensor, text: TextBatch, n
 # ------------------------------------------------------------------------------------------ heatmaps
 
 
-@contextmanager
-def _vision_leaf(bundle: ModelBundle, holder: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Detach the hidden states entering the last vision layer into a leaf that requires grad."""
-    layers = bundle.adapter.encoder("vision").encoder.layers
-
-    def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if args:
-            h = args[0].detach().requires_grad_(True)
-            holder["h"] = h
-            return (h, *args[1:]), kwargs
-        h = kwargs["hidden_states"].detach().requires_grad_(True)
-        holder["h"] = h
-        return args, {**kwargs, "hidden_states": h}
-
-    handle = layers[-1].register_forward_pre_hook(pre, with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def word_heatmaps(bundle: ModelBundle, pixel_values: torch.Tensor, patch_positions: torch.Tensor,
                   template: str, words: Sequence[str], chunk: int = 64) -> torch.Tensor:
     """(n_words, N) signed map per word over the N patch tokens of one image.
@@ -208,11 +180,12 @@ def word_heatmaps(bundle: ModelBundle, pixel_values: torch.Tensor, patch_positio
         with torch.no_grad():
             t = text_features(bundle, enc["input_ids"].to(bundle.device),
                               None if enc.get("attention_mask") is None else enc["attention_mask"].to(bundle.device))
-        holder: dict[str, torch.Tensor] = {}
         pv = pixel_values.expand(len(part), *pixel_values.shape[1:])
-        with torch.enable_grad(), frozen(bundle.model), _vision_leaf(bundle, holder):
+        last_block = bundle.adapter.module("vision_blocks")[-1]
+        with torch.enable_grad(), frozen(bundle.model), Hooks() as hooks:
+            hooks.leaf_input(last_block, "h")  # gradients stop at the input of the last vision block
             sim = cosine(image_features(bundle, pv), t)
-            h = holder["h"]
+            h = hooks["h"]
             (g,) = torch.autograd.grad(sim.sum(), h)
         maps.append((g * h).sum(-1).detach()[:, patch_positions.to(h.device)])
     m = torch.cat(maps)  # (n_words + 1, N)

@@ -22,13 +22,18 @@ Metrics:
 - ``captions_per_s_batched`` (one `score_batch` call over the evaluation's own workload, the 2n true and
   foil captions of the n test images) and ``captions_per_s_single`` (`score` in a loop over the same
   pairs), both without heatmaps, after a warm-up call; best of 3 alternating runs each.
+
+`evaluate` returns a `MisalignEvaluation`: its `metrics()` is one flat dict (what `egokit misalign eval
+--json` prints), grouped metrics under dotted names (``la_by_type.color``, ``multi_error.f1``,
+``validation.val_la_by_layers.2``) and the attributed layers as one string of indices (``"0,1,2,3"``).
+`quick_evaluate` is the same evaluation at its smallest honest size (a few seconds on the micro CLIP).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,8 +51,33 @@ from egokit.methods.misalign.scoring import (
     score_variants,
 )
 from egokit.methods.misalign.words import eligible_mask
+from egokit.results import MetricsEvaluation, flat_metrics
 
+#: the micro zoo model the method runs on by default
+DEFAULT_MODEL = "micro-clip"
 EVAL_VARIANTS = ("signed", "clamped", "positive_only", "chefer")
+#: settings of `quick_evaluate`: 10 scenes, no captum baseline, a short single-caption timing loop
+QUICK = {"n": 10, "captum": False, "n_single": 4}
+
+
+class MisalignEvaluation(MetricsEvaluation):
+    """What `evaluate` returns: the flat metrics of the module docstring (`metrics()`, also `ev["la"]`), the
+    settings it ran with, a table picture, and one `.safetensors` file (`save` / `load`)."""
+
+    FILE_KIND: ClassVar[str] = "egokit.misalign_evaluation"
+    FILE_VERSION: ClassVar[int] = 1
+    FILE_WHAT: ClassVar[str | None] = "misalignment evaluation"
+
+    def section(self, prefix: str) -> dict[str, Any]:
+        """The metrics named `prefix.<name>`, as {name: value} (e.g. ``section("la_by_type")``)."""
+        head = prefix + "."
+        return {k[len(head):]: v for k, v in self._metrics.items() if k.startswith(head)}
+
+    @property
+    def layers(self) -> list[int]:
+        """The text layers attributed (indices)."""
+        text = str(self._metrics.get("layers", ""))
+        return [int(x) for x in text.split(",") if x]
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -184,8 +214,8 @@ def calibrate_layers(model: Any, seed: int = 0, n: int = 200, *, template: str |
 def calibrate(model: Any, seed: int = 0, n: int = 200, *, layers: int | Sequence[int] | None = None,
               template: str | None = None, batch_size: int = 64) -> dict[str, Any]:
     """Calibrate L (unless `layers` is given) and then ε on the validation split (see the module docstring).
-    Returns {"layers", "eps", "val_la_by_layers", "val_multi_error"}; put the first two in
-    `egokit.methods.misalign.scoring.CALIBRATED[name]` to make them a model's defaults."""
+    Returns {"layers", "eps", "val_la_by_layers", "val_multi_error"}; write the first two to the
+    checkpoint's `egokit.json` under "misalign" to make them its defaults."""
     bundle = resolve_model(model)
     out: dict[str, Any] = {}
     if layers is None:
@@ -199,18 +229,21 @@ def calibrate(model: Any, seed: int = 0, n: int = 200, *, layers: int | Sequence
 # ------------------------------------------------------------------------------------------ evaluation
 
 
-def evaluate(model: Any = "micro-clip", *, seed: int = 0, n: int = 200, eps: float | None = None,
+def evaluate(model: Any = DEFAULT_MODEL, *, seed: int = 0, n: int = 200, eps: float | None = None,
              layers: int | Sequence[int] | None = None, template: str | None = None, batch_size: int = 64,
-             n_single: int = 16, captum: bool = True, calibrate_on_val: bool = True) -> dict[str, Any]:
-    """Run the evaluation described in the module docstring; return the metrics as a JSON-able dict.
+             n_single: int = 16, captum: bool = True, calibrate_on_val: bool = True) -> MisalignEvaluation:
+    """Run the evaluation described in the module docstring; return it as a `MisalignEvaluation`.
 
-    layers/eps: None → calibrated on the validation split (`calibrate_on_val=True`), or the model's
-    defaults (`CALIBRATED`, else the paper's L = 3, ε = −5e-5).
+    layers/eps: None → calibrated on the validation split (`calibrate_on_val=True`), or the checkpoint's
+    defaults (its settings, `loaded.settings_for("misalign")`, else the paper's L = 3, ε = −5e-5).
     """
     from tqdm.auto import tqdm
 
     if int(n) < 1:
         raise InputError(f"n must be at least 1, got {n}")
+    settings = {"seed": int(seed), "n": int(n), "eps": None if eps is None else float(eps),
+                "layers": _layers_setting(layers), "template": template, "batch_size": int(batch_size),
+                "n_single": int(n_single), "captum": bool(captum), "calibrate_on_val": bool(calibrate_on_val)}
     bundle = resolve_model(model)
     template = default_template(bundle.tokenizer) if template is None else template
     steps = tqdm(total=6, desc="misalign eval", unit="step")
@@ -284,7 +317,19 @@ def evaluate(model: Any = "micro-clip", *, seed: int = 0, n: int = 200, eps: flo
     out["speedup"] = out["captions_per_s_batched"] / out["captions_per_s_single"]
     steps.update()
     steps.close()
-    return out
+    return MisalignEvaluation(flat_metrics(out), settings)
+
+
+def quick_evaluate(model: Any = DEFAULT_MODEL, *, seed: int = 0) -> MisalignEvaluation:
+    """`evaluate` at its smallest honest size (`QUICK`: 10 scenes, L and ε still calibrated on the validation
+    split, no captum baseline): a few seconds on the micro CLIP on a CPU."""
+    return evaluate(model, seed=seed, **QUICK)
+
+
+def _layers_setting(layers: int | Sequence[int] | None) -> int | list[int] | None:
+    if layers is None or isinstance(layers, (int, np.integer)):
+        return None if layers is None else int(layers)
+    return [int(x) for x in layers]
 
 
 def _speed(bundle: Any, images: list[Any], captions: list[str], layers: Any, template: str, batch_size: int,
@@ -308,7 +353,10 @@ def _speed(bundle: Any, images: list[Any], captions: list[str], layers: Any, tem
 
 
 __all__ = [
+    "DEFAULT_MODEL",
     "EVAL_VARIANTS",
+    "QUICK",
+    "MisalignEvaluation",
     "average_precision",
     "calibrate",
     "calibrate_eps",
@@ -317,5 +365,6 @@ __all__ = [
     "foil_set",
     "localisation",
     "multi_foil_set",
+    "quick_evaluate",
     "word_prf",
 ]

@@ -20,21 +20,24 @@ import torch
 
 from egokit.errors import InputError
 from egokit.methods.misalign.words import token_words, word_spans
+from egokit.models.adapters.base import DUAL_ENCODER
 
 #: The paper's prompt: "A photo depicts " + caption.
 PAPER_TEMPLATE = "A photo depicts "
-#: Dual encoders the method knows how to pool.
-FAMILIES = ("clip", "siglip")
+#: The section of a checkpoint's settings (`egokit.json`) that holds this method's calibrated values.
+METHOD = "misalign"
 
 
 @dataclass
 class ModelBundle:
-    """What the method needs of a loaded model: the transformers model, its processor and the kit's adapter."""
+    """What the method needs of a loaded model: the transformers model, its processor, the kit's adapter
+    and the checkpoint's own settings for this method ({} for a model given without them)."""
 
     model: Any
     processor: Any
     adapter: Any
     name: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokenizer(self) -> Any:
@@ -56,7 +59,10 @@ class ModelBundle:
 
 def resolve_model(model: Any, processor: Any = None) -> ModelBundle:
     """Accept a `LoadedModel`, a model name/path for `egokit.load`, a `(model, processor)` pair, or a model
-    plus `processor=`; return a `ModelBundle` of a CLIP-family dual encoder."""
+    plus `processor=`; return a `ModelBundle` of a dual image-text encoder (`CapabilityError` otherwise).
+
+    Only a `LoadedModel` (or a name, loaded here) brings its checkpoint's settings (`settings_for("misalign")`);
+    a bare model has none, so it gets the paper's defaults."""
     if isinstance(model, ModelBundle):
         return model
     if isinstance(model, str):
@@ -66,8 +72,10 @@ def resolve_model(model: Any, processor: Any = None) -> ModelBundle:
     if isinstance(model, tuple) and len(model) == 2 and processor is None:
         model, processor = model
     if hasattr(model, "adapter") and hasattr(model, "model"):
+        settings_for = getattr(model, "settings_for", None)
         bundle = ModelBundle(model.model, model.processor, model.adapter,
-                             str(getattr(model, "name", "") or getattr(model, "source", "") or ""))
+                             str(getattr(model, "name", "") or getattr(model, "source", "") or ""),
+                             dict(settings_for(METHOD)) if callable(settings_for) else {})
     else:
         if processor is None:
             raise InputError("pass a LoadedModel (egokit.load(...)), a (model, processor) pair, or the model "
@@ -80,9 +88,7 @@ def resolve_model(model: Any, processor: Any = None) -> ModelBundle:
             raise InputError(f"no adapter knows model_type {model_type!r}; misalignment needs a CLIP or SigLIP model")
         bundle = ModelBundle(model, processor, cls(model, processor),
                              str(getattr(model, "name_or_path", "") or ""))
-    if bundle.family not in FAMILIES:
-        raise InputError(f"misalignment scoring needs a dual image-text encoder ({', '.join(FAMILIES)}); "
-                         f"got a {bundle.family or type(bundle.model).__name__} model")
+    bundle.adapter.require(DUAL_ENCODER, "misalignment scoring")
     return bundle
 
 
@@ -174,8 +180,9 @@ def fit_caption(bundle: ModelBundle, caption: str, template: str, truncate: bool
 
 
 def pool_positions(bundle: ModelBundle, input_ids: torch.Tensor) -> torch.Tensor:
-    """(B,) position whose last hidden state the text encoder pools (CLIP: end of text; SigLIP: last)."""
-    if bundle.family == "siglip":
+    """(B,) position whose last hidden state the text encoder pools, as the family declares it
+    (`text_pooling`: "eos" for CLIP, the end-of-text token; "last" for SigLIP, the last position)."""
+    if bundle.adapter.text_pooling == "last":
         return torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, dtype=torch.long)
     eos = bundle.model.config.text_config.eos_token_id
     if eos == 2:  # legacy CLIP configs pool at the largest id, as transformers does for them
@@ -228,7 +235,7 @@ def prepare_images(bundle: ModelBundle, images: Sequence[Any]) -> Any:
 
 
 __all__ = [
-    "FAMILIES",
+    "METHOD",
     "PAPER_TEMPLATE",
     "ModelBundle",
     "TextBatch",

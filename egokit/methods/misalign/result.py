@@ -3,34 +3,30 @@
 Flagged words, phrases, the most negative word and F-CLIPScore are derived from the per-word scores and
 ε on the fly, so `with_eps(eps)` re-flags without touching the model (the widget's ε slider uses it).
 
-Files: one ``.safetensors`` file holds the tensors (word and token scores, heatmaps, patch boxes, the
-image as uint8) and, in its metadata, a JSON document with everything else. Written atomically (a temp
-file in the same folder, then a rename); read back without pickle. A damaged or foreign file raises
-`MemoryFileError`.
+Files (`save` / `load`, from `egokit.results.Result`): one ``.safetensors`` file holds the tensors (word
+and token scores, heatmaps, patch boxes, the image as uint8) and, in its metadata, a JSON document with
+everything else. Written atomically (a temp file in the same folder, then a rename); read back without
+pickle. A damaged or foreign file raises `MemoryFileError`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 
-from egokit.errors import MemoryFileError
 from egokit.methods.misalign.words import eligible_mask, flag_below, most_negative, phrases
-from egokit.results import load_result, save_result
-from egokit.viz.png import ReprPNG
+from egokit.results import Result
 
 FILE_KIND = "egokit.misalignment"
 FILE_VERSION = 1
 
 
 @dataclass(repr=False)
-class MisalignmentResult(ReprPNG):
+class MisalignmentResult(Result):
     """Per-word misalignment of one caption against one image.
 
     caption:       the caption (template excluded; cut to the encoder's limit if truncated).
@@ -48,6 +44,10 @@ class MisalignmentResult(ReprPNG):
     image:         (H, W, 3) uint8 image the caption was scored against (None if not kept).
     dropped_words: words cut off to fit the text encoder (only with truncate=True).
     """
+
+    FILE_KIND: ClassVar[str] = FILE_KIND
+    FILE_VERSION: ClassVar[int] = FILE_VERSION
+    FILE_WHAT: ClassVar[str | None] = "misalignment result"
 
     caption: str
     words: list[str]
@@ -169,7 +169,7 @@ class MisalignmentResult(ReprPNG):
             "model": self.model_name,
         }
 
-    def _meta(self) -> dict[str, Any]:
+    def _file_meta(self) -> dict[str, Any]:
         return {
             "caption": self.caption, "words": list(self.words),
             "similarity": self.similarity, "eps": self.eps, "variant": self.variant, "template": self.template,
@@ -178,8 +178,7 @@ class MisalignmentResult(ReprPNG):
             "model_name": self.model_name,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the result to one .safetensors file (tensors + JSON metadata), atomically."""
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {"scores": self.scores.float(), "token_scores": self.token_scores.float()}
         if self.heatmaps is not None:
             tensors["heatmaps"] = self.heatmaps.float()
@@ -187,33 +186,28 @@ class MisalignmentResult(ReprPNG):
             tensors["boxes"] = self.boxes.float()
         if self.image is not None:
             tensors["image"] = torch.from_numpy(np.array(self.image, dtype=np.uint8, copy=True))
-        return save_result(path, FILE_KIND, FILE_VERSION, tensors, self._meta())
+        return tensors
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> MisalignmentResult:
-        """Read a file written by `save` (no pickle). Raises `MemoryFileError` for a damaged or foreign file."""
-        tensors, meta = load_result(path, FILE_KIND, FILE_VERSION, what="misalignment result")
-        try:
-            words = [str(w) for w in meta["words"]]
-            scores = tensors["scores"]
-            if scores.shape != (len(words),):
-                raise ValueError(f"{scores.shape[0] if scores.dim() else 0} scores for {len(words)} words")
-            heat = tensors.get("heatmaps")
-            if heat is not None and heat.shape[0] != len(words):
-                raise ValueError("one heatmap per word expected")
-            image = tensors.get("image")
-            return cls(
-                caption=str(meta["caption"]), words=words, scores=scores, similarity=float(meta["similarity"]),
-                eps=float(meta["eps"]), variant=str(meta["variant"]), template=str(meta["template"]),
-                layers=[int(x) for x in meta["layers"]], tokens=[str(t) for t in meta["tokens"]],
-                token_scores=tensors["token_scores"], token_word=[int(x) for x in meta["token_word"]],
-                heatmaps=heat, boxes=tensors.get("boxes"),
-                grid=None if meta.get("grid") is None else (int(meta["grid"][0]), int(meta["grid"][1])),
-                image=None if image is None else image.numpy(), dropped_words=list(meta.get("dropped_words", [])),
-                model_name=str(meta.get("model_name", "")),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise MemoryFileError(f"{path} is an inconsistent misalignment result ({e}); re-create it") from None
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> MisalignmentResult:
+        words = [str(w) for w in meta["words"]]
+        scores = tensors["scores"]
+        if scores.shape != (len(words),):
+            raise ValueError(f"{scores.shape[0] if scores.dim() else 0} scores for {len(words)} words")
+        heat = tensors.get("heatmaps")
+        if heat is not None and heat.shape[0] != len(words):
+            raise ValueError("one heatmap per word expected")
+        image = tensors.get("image")
+        return cls(
+            caption=str(meta["caption"]), words=words, scores=scores, similarity=float(meta["similarity"]),
+            eps=float(meta["eps"]), variant=str(meta["variant"]), template=str(meta["template"]),
+            layers=[int(x) for x in meta["layers"]], tokens=[str(t) for t in meta["tokens"]],
+            token_scores=tensors["token_scores"], token_word=[int(x) for x in meta["token_word"]],
+            heatmaps=heat, boxes=tensors.get("boxes"),
+            grid=None if meta.get("grid") is None else (int(meta["grid"][0]), int(meta["grid"][1])),
+            image=None if image is None else image.numpy(), dropped_words=list(meta.get("dropped_words", [])),
+            model_name=str(meta.get("model_name", "")),
+        )
 
 
 __all__ = ["FILE_KIND", "FILE_VERSION", "MisalignmentResult"]

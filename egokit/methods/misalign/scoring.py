@@ -19,8 +19,10 @@ Inputs and choices:
 - **Template.** ``template=None`` uses the paper's "A photo depicts " when the tokenizer knows all its
   words, and no template otherwise (closed-vocabulary micro models never saw "depicts"; see
   `default_template`). Pass a string to choose.
-- **Layers and ε.** ``layers=None`` and ``eps=None`` use the values calibrated for the model when the kit
-  has them (`CALIBRATED`, keyed by model name), else the paper's L = 3 and ε = −5e-5. Calibration runs
+- **Layers and ε.** ``layers=None`` and ``eps=None`` use the values calibrated for the checkpoint when it
+  ships them (``"layers"`` and ``"eps"`` of its `egokit.json`, read by `egokit.load`:
+  ``loaded.settings_for("misalign")``), else the paper's L = 3 and ε = −5e-5 (also for a bare
+  ``(model, processor)`` pair, which carries no settings). Calibration runs
   on ShapesWorld's *validation* split (`egokit.methods.misalign.evaluation.calibrate`): L maximises
   localisation accuracy of single foils, then ε maximises word-level F1 of multi-error captions. Small
   models need it: the micro CLIP's text encoder has 4 layers, and in a causal encoder a word's
@@ -33,7 +35,7 @@ Inputs and choices:
   G ⊙ A), "positive_only" (the signed map with negative values zeroed), "chefer" (Chefer's cumulative
   rule over all layers), "captum" (integrated gradients on the token embeddings).
 - **Heatmaps** (``heatmaps=True``): per word, how each patch's gradient × input support for s changes
-  when the word is removed from the caption (see `misalign_attribution.word_heatmaps`).
+  when the word is removed from the caption (see `egokit.methods.misalign.attribution.word_heatmaps`).
 
 `score_batch` scores many (image, caption) pairs in batched passes: each unique image is encoded once,
 and the gradient × attention rows of all captions come from one forward/backward per batch (per-row
@@ -74,11 +76,10 @@ from egokit.methods.misalign.words import merge_to_words
 VARIANTS: tuple[str, ...] = ("signed", "clamped", "positive_only", "chefer", "captum")
 PAPER_EPS = -5e-5
 PAPER_LAYERS = 3
-#: Per-model calibration ({"layers": L, "eps": ε}) found on the validation split (see the module docstring);
-#: keys are model names as `egokit.load` takes them (the last part of a path).
-#: micro-clip: L = 4 (all its text layers) won on the validation split of every checkpoint tried (0.41–0.45
-#: localisation accuracy vs 0.15–0.20 for the last 3); ε from the same calibration of the 628-step pilot.
-CALIBRATED: dict[str, dict[str, Any]] = {"micro-clip": {"layers": 4, "eps": -7.35e-4}}
+# A checkpoint's calibration ({"layers": L, "eps": ε}, found on the validation split: see the module
+# docstring) lives in its egokit.json under "misalign". The micro CLIP's: L = 4 (all its text layers) won on
+# the validation split of every checkpoint tried (0.41–0.45 localisation accuracy vs 0.15–0.20 for the last
+# 3); ε from the same calibration of the 628-step pilot.
 
 
 def score(model: Any, image: Any, caption: str, *, layers: int | Sequence[int] | None = None,
@@ -90,8 +91,8 @@ def score(model: Any, image: Any, caption: str, *, layers: int | Sequence[int] |
               `CLIPModel`/`SiglipModel` with `processor=`.
     image:    anything `egokit.load_image` accepts (path, bytes, PIL image, array).
     layers:   the last `layers` text layers (an int; all of them if the encoder has fewer), or explicit
-              layer indices (None: the model's calibrated L, else the paper's 3).
-    eps:      flag words with r < eps (None: the model's calibrated ε, else the paper's −5e-5).
+              layer indices (None: the checkpoint's calibrated L, else the paper's 3).
+    eps:      flag words with r < eps (None: the checkpoint's calibrated ε, else the paper's −5e-5).
     variant:  one of `VARIANTS`.
     template: text put in front of the caption (None: see `default_template`).
     heatmaps: compute a heatmap per word (one extra batched vision pass).
@@ -174,10 +175,10 @@ def score_variants(model: Any, images: Any, captions: Sequence[str], *, variants
 
 def resolve_layers(bundle: ModelBundle, layers: int | Sequence[int] | None) -> list[int]:
     """The text layer indices to attribute: the last min(`layers`, n) layers (int) or the given indices;
-    None: the model's calibrated layers, else the paper's last 3."""
+    None: the checkpoint's calibrated layers (its settings), else the paper's last 3."""
     n = len(bundle.adapter.attention_modules("text"))
     if layers is None:
-        layers = CALIBRATED.get(model_key(bundle), {}).get("layers", PAPER_LAYERS)
+        layers = bundle.settings.get("layers", PAPER_LAYERS)
     if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
         if int(layers) < 1:
             raise InputError(f"layers={layers}: attribute at least one text layer")
@@ -194,12 +195,13 @@ def model_key(bundle: ModelBundle) -> str:
 
 
 def resolve_eps(bundle: ModelBundle, eps: float | None) -> float:
+    """The flagging threshold: `eps` when given (finite), else the checkpoint's calibrated ε, else the paper's."""
     if eps is not None:
         value = float(eps)
         if not np.isfinite(value):
             raise InputError(f"eps must be a finite number, got {eps!r}")
         return value
-    return float(CALIBRATED.get(model_key(bundle), {}).get("eps", PAPER_EPS))
+    return float(bundle.settings.get("eps", PAPER_EPS))
 
 
 def _broadcast_images(images: Any, n: int) -> list[Any]:
@@ -289,7 +291,6 @@ def _result(bundle: ModelBundle, text: TextBatch, row: int, token_scores: torch.
 
 
 __all__ = [
-    "CALIBRATED",
     "PAPER_EPS",
     "PAPER_LAYERS",
     "PAPER_TEMPLATE",

@@ -1,5 +1,8 @@
 """Metrics of a point head on ShapesWorld's held-out test split: `egokit pixel eval --json [--seed S]`.
 
+`evaluate(...)` returns a `PixelEvaluation`, whose flat `metrics()` is what `egokit pixel eval --json`
+prints; `quick_evaluate(model)` is its smallest honest setting (a few scenes, the shipped head).
+
 The test split is never trained on (the head's recipe draws from the train split); `seed` picks which test
 scenes. All on the same scenes:
 
@@ -13,8 +16,8 @@ scenes. All on the same scenes:
 - `refer_p50`: for each object that ShapesWorld's shortest referring phrasing picks out alone ("the red
   circle", "the large red circle", ...), `refer` gives a box; a hit when its IoU with the object's box is
   at least 0.5. `refer_p50_center_baseline`: a box of the mean training-object size at the image centre.
-  `refer_miou` (extra): the mean IoU. `refer_p50_by_objects` (extra): refer_p50 by the number of objects in
-  the scene (with one object, finding it needs no matching of the expression).
+  `refer_miou` (extra): the mean IoU. `refer_p50_by_objects.<k>` (extra): refer_p50 on the scenes with k
+  objects (with one object, finding it needs no matching of the expression).
 - `refer_base_position_acc` (extra): the same expressions asked to the untouched model as `where is
   <expression> ?` (the VQA question its training had); the share of answers that name the object's cell
   of a 3×3 grid. `refer_p50_base_right` / `_wrong`: refer_p50 on the expressions whose position the model
@@ -32,14 +35,53 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from egokit.data.scenes import Scene, SceneObject
 from egokit.data.vocab import COLORS, PATTERNS, SHAPES, SIZES
+from egokit.methods.pixel.head import LAYER_INPUTS, feature_hooks
+from egokit.methods.pixel.locate import (
+    DEFAULT_HEAD,
+    as_head,
+    generate_ids,
+    loaded_model,
+    localize,
+    prompt_inputs,
+    refer,
+    tokenizer_of,
+)
+from egokit.methods.pixel.targets import CAPTION_PROMPT, caption_words, refer_prompt, referring_expressions
+from egokit.results import MetricsEvaluation
 
 ATTRIBUTE_ROLES = ("size", "colour", "pattern", "shape")
+#: the micro zoo model the shipped head (`DEFAULT_HEAD`) was trained on
+DEFAULT_MODEL = "micro-vlm"
+#: `quick_evaluate`'s test scenes and referring expressions
+QUICK_SCENES = 2
+QUICK_REFER = 2
+
+
+class PixelEvaluation(MetricsEvaluation):
+    """What `evaluate` returns: the metrics of the module docstring, flat (a nested count such as
+    refer_p50 by the number of objects becomes `refer_p50_by_objects.<k>`), and the settings of the run.
+    Pictured as a table; saved as one safetensors file (`save` / `load`)."""
+
+    FILE_KIND: ClassVar[str] = "egokit.pixel_evaluation"
+    FILE_VERSION: ClassVar[int] = 1
+    FILE_WHAT: ClassVar[str | None] = "pixel evaluation"
+
+
+def flatten(metrics: dict[str, Any]) -> dict[str, Any]:
+    """`{"a": {"b": 1}}` → `{"a.b": 1}` (in place of the nested entry; other entries as they are)."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{sub}": x for sub, x in flatten(v).items()})
+        else:
+            out[k] = v
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -137,19 +179,17 @@ def position_probe(loaded: Any, n: int = 60, world_seed: int = 0) -> dict[str, f
     import torch
 
     from egokit.data.shapesworld import ShapesWorld
-    from egokit.methods.pixel.head import FeatureTap
 
     adapter = loaded.adapter
     xs, ys = [], []
     for scene in ShapesWorld(seed=world_seed, split="val").scenes(n):
         inputs = adapter.prepare([scene.image], adapter.prompt("describe the image .", 1))
         layout = adapter.visual_layout(inputs, 0)[0]
-        with torch.no_grad(), FeatureTap(loaded.model) as tap:
+        with torch.no_grad(), feature_hooks(loaded) as hooks:
             loaded.model(**adapter.model_inputs(inputs))
-        assert tap.layer_inputs is not None
         rows, cols = layout.grid
         k = rows * cols
-        xs.append(tap.layer_inputs[0, layout.positions[:k]].float().cpu().numpy())
+        xs.append(hooks[LAYER_INPUTS][0, layout.positions[:k]].float().cpu().numpy())
         ys.append(np.stack(np.divmod(np.arange(k), cols), 1).astype(float))
     half = len(xs) // 2
     x_train, x_test = np.concatenate(xs[:half]), np.concatenate(xs[half:])
@@ -165,30 +205,24 @@ def position_probe(loaded: Any, n: int = 60, world_seed: int = 0) -> dict[str, f
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0, n: int = 150,
+def evaluate(model: Any = DEFAULT_MODEL, head: Any = DEFAULT_HEAD, seed: int = 0, n: int = 150,
              n_refer: int | None = None, world_seed: int = 0, device: str = "cpu", progress: bool = True,
-             step: Callable[[int], None] | None = None, probe: bool = True) -> dict[str, Any]:
+             step: Callable[[int], None] | None = None, probe: bool = True) -> PixelEvaluation:
     """Every metric of the module docstring on `n` test scenes (and up to `n_refer` expressions, default 2n);
-    with `probe`, also `position_probe`'s two numbers."""
+    with `probe`, also `position_probe`'s two numbers. model: a `LoadedModel` or a name to load; head: a
+    `PointHead` or a zoo name / folder."""
     from tqdm.auto import tqdm
 
-    import egokit.methods.pixel.locate as pixel
     from egokit.data.caption_scoring import caption_score
     from egokit.data.captions import position_word
     from egokit.data.shapesworld import ShapesWorld
-    from egokit.methods.pixel.targets import (
-        CAPTION_PROMPT,
-        caption_words,
-        refer_prompt,
-        referring_expressions,
-    )
 
     t0 = time.monotonic()
-    loaded = pixel._loaded(model, device)
-    head = pixel._head(head, loaded.device)
+    loaded = loaded_model(model, device)
+    head = as_head(head, loaded.device)
     head.check(loaded)
     loaded.model.eval()
-    tok = pixel._tokenizer(loaded)
+    tok = tokenizer_of(loaded)
     world = ShapesWorld(seed=world_seed, split="test")
     rng = np.random.default_rng([seed, 31])
     start = int(rng.integers(1 << 20))
@@ -202,7 +236,7 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
     with_c = without_c = attrs_total = 0
     for scene in scenes:
         size = scene.size
-        r = pixel.localize(loaded, head, scene, check=False, keep_image=False)
+        r = localize(loaded, head, scene, check=False, keep_image=False)
         c, t, _ = caption_score(r.answer, scene)
         with_c, attrs_total = with_c + c, attrs_total + t
         points = r.word_points.tolist()
@@ -211,13 +245,13 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
             hits += inside(points[k], box)
             base_hits += inside((size / 2, size / 2), box)
             words_total += 1
-        _, model_inputs = pixel._prompt_inputs(loaded, scene.image, CAPTION_PROMPT)
-        plain = tok.decode(pixel._generate(loaded, None, model_inputs, 48), skip_special_tokens=True)
+        _, model_inputs = prompt_inputs(loaded, scene.image, CAPTION_PROMPT)
+        plain = tok.decode(generate_ids(loaded, None, model_inputs, 48), skip_special_tokens=True)
         without_c += caption_score(plain, scene)[0]
         bar.update(1)
         tick(1)
         cw, objs = caption_words(scene)
-        tf = pixel.localize(loaded, head, scene, answer=" ".join(w.text for w in cw), check=False, keep_image=False)
+        tf = localize(loaded, head, scene, answer=" ".join(w.text for w in cw), check=False, keep_image=False)
         tf_points = tf.word_points.tolist()
         if len(tf_points) == len(cw):
             for k, w in enumerate(cw):
@@ -237,15 +271,15 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
     for j in sorted(order.tolist()):
         scene, expression, i = cases[j]
         box = tuple(float(v) for v in scene.objects[i].box)
-        r = pixel.refer(loaded, head, scene, expression, check=False, keep_image=False)
+        r = refer(loaded, head, scene, expression, check=False, keep_image=False)
         v = iou(r.box, box)
         ious.append(v)
         refer_hits += v >= 0.5
         refer_base += iou(center_box(scene.size, wh), box) >= 0.5
         refer_total += 1
         by_objects.setdefault(len(scene.objects), []).append(v >= 0.5)
-        _, model_inputs = pixel._prompt_inputs(loaded, scene.image, refer_prompt(expression))
-        said = tok.decode(pixel._generate(loaded, None, model_inputs, 4), skip_special_tokens=True).strip()
+        _, model_inputs = prompt_inputs(loaded, scene.image, refer_prompt(expression))
+        said = tok.decode(generate_ids(loaded, None, model_inputs, 4), skip_special_tokens=True).strip()
         asked.append((said == position_word(scene.objects[i].center, scene.size), v >= 0.5))
         bar.update(1)
         tick(1)
@@ -272,7 +306,16 @@ def evaluate(model: Any = "micro-vlm", head: Any = "micro-pixel", seed: int = 0,
         "head": _head_name(head),
         "seconds": round(time.monotonic() - t0, 1),
     }
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in flatten(out).items()}
+    settings = {"seed": seed, "n": n, "n_refer": n_refer, "world_seed": world_seed, "probe": probe}
+    return PixelEvaluation(metrics, settings)
+
+
+def quick_evaluate(model: Any) -> PixelEvaluation:
+    """`evaluate` at its smallest honest setting: the shipped head (`DEFAULT_HEAD`) on `QUICK_SCENES` test
+    scenes and `QUICK_REFER` referring expressions, without the position probe (seconds on a CPU).
+    model: a `LoadedModel` (the micro VLM the head was trained on)."""
+    return evaluate(model, DEFAULT_HEAD, n=QUICK_SCENES, n_refer=QUICK_REFER, progress=False, probe=False)
 
 
 def _grounding(asked: list[tuple[bool, bool]]) -> dict[str, float]:
@@ -289,3 +332,20 @@ def _head_name(head: Any) -> str:
     n = len(head.layer_states)
     layer = f"tuned last {n} layer{'s' if n > 1 else ''}" if n else "frozen model"
     return f"point head ({mode} targets, {layer})"
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PixelEvaluation",
+    "center_box",
+    "evaluate",
+    "flatten",
+    "inside",
+    "iou",
+    "match_phrases",
+    "mean_object_size",
+    "noun_phrases",
+    "object_words",
+    "position_probe",
+    "quick_evaluate",
+]

@@ -1,10 +1,11 @@
 """PixelLLM's point head: a small MLP on the language model's final per-token features → two points per token.
 
-    head = PointHead(in_features=hidden_size(model))       # MLP depth 4, hidden 512, GELU
+    head = PointHead(in_features=hidden_size(loaded))      # MLP depth 4, hidden 512, GELU
     points = head(word_features, image_tokens, centres)     # (..., T, 2, 2): two corners (x, y) in [0, 1]
 
 The features are the language model's final hidden states, exactly what its vocabulary projection reads
-(`FeatureTap` records them with a hook on the output embeddings, so any family works). Coordinates are
+(`feature_hooks` records them with the capture engine's `Hooks` on the output embeddings, so any family
+works; the decoder layers come from the family: `adapter.module("language_blocks")`). Coordinates are
 fractions of the model's view of the image (the processed picture); `egokit.methods.pixel.locate` maps them back
 to the original image's pixels.
 
@@ -44,8 +45,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from egokit.capture.hooks import Hooks
 from egokit.errors import InputError, MemoryFileError
 from egokit.files import atomic_path, write_text_atomic
+from egokit.models.adapters.base import GENERATES_TEXT
 
 FILE_KIND = "egokit.pixel_head"
 FILE_VERSION = 1
@@ -152,7 +155,7 @@ class PointHead(nn.Module):
     # -- the model it belongs to -----------------------------------------------------------------------
     def check(self, loaded: Any) -> None:
         """Raise `MemoryFileError` when this head was trained for another model (width or weights differ)."""
-        width = hidden_size(loaded.model)
+        width = hidden_size(loaded)
         if width != self.in_features:
             raise MemoryFileError(
                 f"this point head reads {self.in_features}-wide features but {loaded.name!r} has {width}: "
@@ -169,7 +172,7 @@ class PointHead(nn.Module):
         """Within the block, the model runs with this head's tuned decoder layers (if it has any)."""
         if check:
             self.check(loaded)
-        layers = decoder_layers(loaded.model)
+        layers = decoder_layers(loaded)
         saved: list[tuple[nn.Parameter, torch.Tensor]] = []
         try:
             for index, state in self._tuned_for(layers).items():
@@ -250,72 +253,67 @@ class PointHead(nn.Module):
 
 # ---------------------------------------------------------------------------------------------- the model
 
-
-def language_model(model: nn.Module) -> nn.Module:
-    """The decoder language model inside a VLM (the module holding `.layers`)."""
-    for path in ("model.language_model", "language_model", "model.text_model", "model"):
-        obj: Any = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if obj is not None and isinstance(getattr(obj, "layers", None), nn.ModuleList):
-            return obj
-    raise InputError(f"cannot find the decoder layers of a {type(model).__name__}: the point head needs a "
-                     "generative VLM (LLaVA, Qwen2-VL, ...)")
+#: `feature_hooks` keys: the vocabulary projection's input, and the input of the tapped decoder layer.
+FEATURES = "features"
+LAYER_INPUTS = "layer_inputs"
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The language model's decoder layers (index = layer number)."""
-    return language_model(model).layers  # type: ignore[return-value]
+def _adapter(model: Any) -> Any:
+    """The family adapter of a `LoadedModel` (or an adapter itself), checked to generate text."""
+    adapter = getattr(model, "adapter", model)
+    if not callable(getattr(adapter, "module", None)) or not callable(getattr(adapter, "require", None)):
+        raise InputError(f"pass a LoadedModel (egokit.load(...) or egokit.models.loading.from_model(model, "
+                         f"processor)), not a {type(model).__name__}: the point head asks the model's family "
+                         "where its decoder layers are")
+    adapter.require(GENERATES_TEXT, "the point head")
+    return adapter
 
 
-def hidden_size(model: nn.Module) -> int:
-    """Width of the language model's final hidden states (the vocabulary projection's input)."""
-    head = model.get_output_embeddings()
+def decoder_layers(model: Any) -> nn.ModuleList:
+    """The decoder layers of a VLM's text decoder (index = layer number), as its family declares them.
+
+    model: a `LoadedModel` (or its adapter); a family that generates no text raises `CapabilityError`."""
+    return _adapter(model).module("language_blocks")  # type: ignore[no-any-return]
+
+
+def hidden_size(model: Any) -> int:
+    """Width of the final hidden states (the vocabulary projection's input) of a `LoadedModel` or a bare model."""
+    net = model if isinstance(model, nn.Module) else model.model
+    head = net.get_output_embeddings() if hasattr(net, "get_output_embeddings") else None
     if head is None or not hasattr(head, "in_features"):
-        raise InputError(f"a {type(model).__name__} has no vocabulary projection: the point head needs a "
+        raise InputError(f"a {type(net).__name__} has no vocabulary projection: the point head needs a "
                          "generative VLM")
     return int(head.in_features)
 
 
-class FeatureTap:
-    """Records, on each forward, the input of the model's vocabulary projection (the final per-token features)
-    and the input of the language model's decoder layer `layer` (default 0: the input embeddings, where the
-    image tokens are the projected visual features the model receives).
+def prompt_pass(old: torch.Tensor | None, new: torch.Tensor) -> bool:
+    """`Hooks` keep rule: keep the prompt's pass (many positions), not a one-token decoding step."""
+    return old is None or new.shape[1] > 1
 
-        with FeatureTap(model) as tap:
-            model(**inputs)
-        tap.features, tap.layer_inputs    # (B, L, D) each
+
+def feature_hooks(model: Any, layer: int | None = 0) -> Hooks:
+    """Hooks that record, on each forward, the input of the vocabulary projection (the final per-token
+    features, key `FEATURES`) and the input of decoder layer `layer` (key `LAYER_INPUTS`; default 0: the input
+    embeddings, where the image tokens are the projected visual features the model receives; the prompt's
+    pass is kept, not a decoding step's). model: a `LoadedModel`.
+
+        with feature_hooks(loaded) as hooks:
+            loaded.model(**inputs)
+        hooks[FEATURES], hooks[LAYER_INPUTS]    # (B, L, D) each
     """
-
-    def __init__(self, model: nn.Module, layer: int | None = 0) -> None:
-        self.module = model.get_output_embeddings()
-        if self.module is None:
-            raise InputError(f"a {type(model).__name__} has no vocabulary projection to read features from")
-        self.layer = None if layer is None else decoder_layers(model)[layer]
-        self.features: torch.Tensor | None = None
-        self.layer_inputs: torch.Tensor | None = None
-        self._handles: list[Any] = []
-
-    def _final(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        self.features = inputs[0]
-
-    def _layer(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]
-        if self.layer_inputs is None or hidden.shape[1] > 1:  # keep the prompt's, not a decode step's
-            self.layer_inputs = hidden
-
-    def __enter__(self) -> FeatureTap:
-        self._handles.append(self.module.register_forward_pre_hook(self._final))
-        if self.layer is not None:
-            self._handles.append(self.layer.register_forward_pre_hook(self._layer, with_kwargs=True))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+    layers = decoder_layers(model)
+    projection = model.model.get_output_embeddings()
+    if projection is None:
+        raise InputError(f"a {type(model.model).__name__} has no vocabulary projection to read features from")
+    hooks = Hooks()
+    try:
+        hooks.record_input(projection, FEATURES)
+        if layer is not None:
+            hooks.record_input(layers[layer], LAYER_INPUTS, keep=prompt_pass)
+    except BaseException:
+        hooks.release()
+        raise
+    return hooks
 
 
 def box_from_points(points: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ resized and cropped).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,36 +36,14 @@ import torch
 
 from egokit.capture.look import extend_inputs
 from egokit.errors import InputError, ModelLoadError
-from egokit.methods.pixel.head import (
-    FeatureTap,
-    PointHead,
-    box_from_points,
-    decoder_layers,
-    hidden_size,
-    image_readout_inputs,
-)
+from egokit.methods.pixel.head import FEATURES, LAYER_INPUTS, PointHead, feature_hooks, image_readout_inputs
 from egokit.methods.pixel.result import PixelResult
 from egokit.methods.pixel.targets import CAPTION_PROMPT, refer_prompt
+from egokit.models.adapters.base import GENERATES_TEXT
+from egokit.models.generation import greedy_ids
 from egokit.zoo import ZOO_DIR
 
 DEFAULT_HEAD = "micro-pixel"
-
-__all__ = [
-    "CAPTION_PROMPT",
-    "DEFAULT_HEAD",
-    "PixelResult",
-    "PointHead",
-    "answer_words",
-    "box_from_points",
-    "decoder_layers",
-    "evaluate",
-    "hidden_size",
-    "load_head",
-    "localize",
-    "refer",
-    "refer_prompt",
-    "token_points",
-]
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -81,7 +60,8 @@ def load_head(name_or_path: str | Path = DEFAULT_HEAD, device: str | torch.devic
     return PointHead.load(path, device=device)
 
 
-def _loaded(model: Any, device: str = "auto") -> Any:
+def loaded_model(model: Any, device: str = "auto") -> Any:
+    """A `LoadedModel`: `model` itself, or loaded from a zoo name, hub id or folder."""
     if isinstance(model, (str, Path)):
         from egokit.models.loading import load
 
@@ -91,7 +71,8 @@ def _loaded(model: Any, device: str = "auto") -> Any:
     return model
 
 
-def _head(head: Any, device: torch.device) -> PointHead:
+def as_head(head: Any, device: torch.device) -> PointHead:
+    """A `PointHead` on `device` in eval mode: `head` itself, or loaded with `load_head`."""
     if isinstance(head, (str, Path)):
         head = load_head(head)
     if not isinstance(head, PointHead):
@@ -108,7 +89,8 @@ def _picture(image: Any) -> np.ndarray:
     return np.asarray(load_image(image).convert("RGB"))
 
 
-def _tokenizer(loaded: Any) -> Any:
+def tokenizer_of(loaded: Any) -> Any:
+    """The tokenizer of a `LoadedModel` (its processor's, or the processor itself)."""
     return getattr(loaded.processor, "tokenizer", loaded.processor)
 
 
@@ -135,12 +117,12 @@ def answer_words(tokenizer: Any, ids: list[int]) -> tuple[list[str], list[int], 
     return tokens, token_word, words, text
 
 
-def _prompt_inputs(loaded: Any, picture: np.ndarray, prompt: str) -> tuple[Any, dict[str, Any]]:
+def prompt_inputs(loaded: Any, picture: Any, prompt: str) -> tuple[Any, dict[str, Any]]:
+    """The processor's inputs for `prompt` about one picture, and the keyword arguments of `model(**...)`."""
     if not prompt or not prompt.strip():
         raise InputError("the prompt is empty: ask something about the image")
     adapter = loaded.adapter
-    if not getattr(adapter, "is_generative", True):
-        raise InputError(f"{adapter.family} does not generate text; the point head needs a VLM (LLaVA, Qwen2-VL, ...)")
+    adapter.require(GENERATES_TEXT, "the point head")
     inputs = adapter.prepare([picture], adapter.prompt(prompt, 1))
     return inputs, adapter.model_inputs(inputs)
 
@@ -169,22 +151,20 @@ def token_points(loaded: Any, head: PointHead, image: Any, prompt: str, answer_i
     if not answer_ids:
         raise InputError("the answer is empty: nothing to locate")
     picture = _picture(image)
-    inputs, model_inputs = _prompt_inputs(loaded, picture, prompt)
+    inputs, model_inputs = prompt_inputs(loaded, picture, prompt)
     start = model_inputs["input_ids"].shape[1]
     ids = torch.tensor([list(answer_ids)], dtype=torch.long, device=model_inputs["input_ids"].device)
     full = extend_inputs(model_inputs, ids)
-    with torch.no_grad(), head.attached(loaded, check=check), FeatureTap(loaded.model) as tap:
+    with torch.no_grad(), head.attached(loaded, check=check), feature_hooks(loaded) as hooks:
         loaded.model(**full)
-    assert tap.features is not None
-    feats = tap.features[0, start:start + len(answer_ids)].float()
+    feats = hooks[FEATURES][0, start:start + len(answer_ids)].float()
     layout = _layout(loaded, inputs)
     head = head.to(feats.device)
     with torch.no_grad():
         if head.readout:
             if layout is None:
                 raise InputError("this point head reads the image tokens, but the adapter found none in the prompt")
-            assert tap.layer_inputs is not None
-            image_feats, centres = image_readout_inputs(layout, tap.layer_inputs[0].float())
+            image_feats, centres = image_readout_inputs(layout, hooks[LAYER_INPUTS][0].float())
             unit = head(feats, image_feats, centres).cpu()
         else:
             unit = head(feats).cpu()
@@ -193,33 +173,13 @@ def token_points(loaded: Any, head: PointHead, image: Any, prompt: str, answer_i
     return unit * scale + torch.tensor([x0, y0])
 
 
-def _generate(loaded: Any, head: PointHead | None, model_inputs: dict[str, Any], max_new_tokens: int,
-              check: bool = True) -> list[int]:
-    from contextlib import nullcontext
-
-    start = model_inputs["input_ids"].shape[1]
-    tok = _tokenizer(loaded)
+def generate_ids(loaded: Any, head: PointHead | None, model_inputs: dict[str, Any], max_new_tokens: int,
+                 check: bool = True) -> list[int]:
+    """The greedy answer's token ids (up to the first end or padding id), with `head` attached (None: the
+    untouched model)."""
     ctx = head.attached(loaded, check=check) if head is not None else nullcontext()
-    with torch.no_grad(), ctx:
-        out = loaded.model.generate(**model_inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tok.pad_token_id)
-    new = out[0, start:].tolist()
-    stop = _stop_ids(loaded.model, tok)
-    cut = next((k for k, i in enumerate(new) if i in stop), len(new))
-    return new[:cut]
-
-
-def _stop_ids(model: Any, tok: Any) -> set[int]:
-    ids: set[int] = set()
-    for source in (getattr(model, "generation_config", None), tok):
-        value = getattr(source, "eos_token_id", None)
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(v) for v in value)
-    if getattr(tok, "pad_token_id", None) is not None:
-        ids.add(int(tok.pad_token_id))
-    return ids
+    with ctx:
+        return greedy_ids(loaded.model, model_inputs, max_new_tokens, tokenizer=tokenizer_of(loaded), include_pad=True)
 
 
 # ---------------------------------------------------------------------------------------------- verbs
@@ -236,13 +196,13 @@ def localize(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, prompt: st
     check:  refuse a head trained for another model (`MemoryFileError`)."""
     if image is None:
         raise InputError("give an image to localize words in")
-    loaded = _loaded(model)
-    head = _head(head, loaded.device)
+    loaded = loaded_model(model)
+    head = as_head(head, loaded.device)
     picture = _picture(image)
-    tok = _tokenizer(loaded)
+    tok = tokenizer_of(loaded)
     if answer is None:
-        _, model_inputs = _prompt_inputs(loaded, picture, prompt)
-        ids = _generate(loaded, head, model_inputs, max_new_tokens, check=check)
+        _, model_inputs = prompt_inputs(loaded, picture, prompt)
+        ids = generate_ids(loaded, head, model_inputs, max_new_tokens, check=check)
         if not ids:
             raise InputError("the model generated an empty answer; nothing to locate")
     else:
@@ -263,10 +223,10 @@ def refer(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, expression: s
         raise InputError("give an image to find the expression in")
     if not expression or not expression.strip():
         raise InputError("the expression is empty: say which object to find (e.g. 'the red circle')")
-    loaded = _loaded(model)
-    head = _head(head, loaded.device)
+    loaded = loaded_model(model)
+    head = as_head(head, loaded.device)
     picture = _picture(image)
-    tok = _tokenizer(loaded)
+    tok = tokenizer_of(loaded)
     prompt = refer_prompt(expression)
     ids = _encode(tok, expression.strip())
     points = token_points(loaded, head, picture, prompt, ids, check=check)
@@ -283,8 +243,16 @@ def _encode(tok: Any, text: str) -> list[int]:
     return list(ids)
 
 
-def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """`egokit.methods.pixel.evaluation.evaluate` (the metrics of `egokit pixel eval`)."""
-    from egokit.methods.pixel.evaluation import evaluate as run
-
-    return run(*args, **kwargs)
+__all__ = [
+    "DEFAULT_HEAD",
+    "answer_words",
+    "as_head",
+    "generate_ids",
+    "load_head",
+    "loaded_model",
+    "localize",
+    "prompt_inputs",
+    "refer",
+    "token_points",
+    "tokenizer_of",
+]

@@ -4,33 +4,30 @@ Every answer token has two predicted points (box corners) in the original image'
 the min/max over its tokens' points and its point is that box's centre; `box` (the referred box) is the
 min/max over every token's points.
 
-Files: one `.safetensors` file holds the tensors (points, token ids, the image as uint8) and, in its
-metadata, a JSON document with the text; written atomically, read back without pickle. A damaged or
-foreign file raises `MemoryFileError`.
+A `egokit.results.Result`. Files: one `.safetensors` file holds the tensors (points, token ids, the image as
+uint8) and, in its metadata, a JSON document with the text; written atomically, read back without pickle.
+A damaged or foreign file raises `MemoryFileError`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 
-from egokit.errors import InputError, MemoryFileError
+from egokit.errors import InputError
 from egokit.methods.pixel.head import box_from_points
-from egokit.results import load_result, save_result
-from egokit.viz.png import ReprPNG
+from egokit.results import Result
 
 FILE_KIND = "egokit.pixel_result"
 FILE_VERSION = 1
 
 
 @dataclass(repr=False)
-class PixelResult(ReprPNG):
+class PixelResult(Result):
     """Per-word points and boxes of an answer (a generated caption, or a teacher-forced expression).
 
     kind:         "caption" (`localize`) or "refer" (`refer`).
@@ -40,6 +37,10 @@ class PixelResult(ReprPNG):
     token_points: (T, 2, 2) the two predicted points (x, y) of each token, in pixels of `image`.
     image_size:   (height, width) of the original image; `image` is it as (H, W, 3) uint8 (None if not kept).
     """
+
+    FILE_KIND: ClassVar[str] = FILE_KIND
+    FILE_VERSION: ClassVar[int] = FILE_VERSION
+    FILE_WHAT: ClassVar[str | None] = "pixel result"
 
     kind: str
     prompt: str
@@ -132,28 +133,29 @@ class PixelResult(ReprPNG):
                 "token_word": list(self.token_word), "image_size": list(self.image_size),
                 "model_name": self.model_name, "extra": self.extra}
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the result to one .safetensors file (tensors + JSON metadata), atomically."""
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {"token_points": self.token_points.float(),
                    "token_ids": torch.tensor(self.token_ids, dtype=torch.long)}
         if self.image is not None:
             tensors["image"] = torch.from_numpy(np.array(self.image, dtype=np.uint8, copy=True))
-        return save_result(path, FILE_KIND, FILE_VERSION, tensors, self._meta())
+        return tensors
+
+    def _file_meta(self) -> dict[str, Any]:
+        return self._meta()
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PixelResult:
-        """Read a file written by `save` (no pickle); `MemoryFileError` for a damaged or foreign file."""
-        tensors, meta = load_result(path, FILE_KIND, FILE_VERSION, what="pixel result")
-        try:
-            image = tensors.get("image")
-            points = tensors["token_points"]
-            if points.dim() != 3 or points.shape[0] != len(meta["tokens"]):
-                raise ValueError(f"{tuple(points.shape)} token points for {len(meta['tokens'])} tokens")
-            return cls(kind=str(meta["result_kind"]), prompt=str(meta["prompt"]), answer=str(meta["answer"]),
-                       words=[str(w) for w in meta["words"]], tokens=[str(t) for t in meta["tokens"]],
-                       token_ids=tensors["token_ids"].tolist(), token_word=[int(i) for i in meta["token_word"]],
-                       token_points=points, image_size=(int(meta["image_size"][0]), int(meta["image_size"][1])),
-                       image=None if image is None else image.numpy(), model_name=str(meta.get("model_name", "")),
-                       extra=dict(meta.get("extra", {})))
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise MemoryFileError(f"{path} is an inconsistent pixel result ({e}); re-create it") from None
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> PixelResult:
+        image = tensors.get("image")
+        points = tensors["token_points"]
+        if points.dim() != 3 or points.shape[0] != len(meta["tokens"]):
+            raise ValueError(f"an inconsistent pixel result: {tuple(points.shape)} token points for "
+                             f"{len(meta['tokens'])} tokens")
+        return cls(kind=str(meta["result_kind"]), prompt=str(meta["prompt"]), answer=str(meta["answer"]),
+                   words=[str(w) for w in meta["words"]], tokens=[str(t) for t in meta["tokens"]],
+                   token_ids=tensors["token_ids"].tolist(), token_word=[int(i) for i in meta["token_word"]],
+                   token_points=points, image_size=(int(meta["image_size"][0]), int(meta["image_size"][1])),
+                   image=None if image is None else image.numpy(), model_name=str(meta.get("model_name", "")),
+                   extra=dict(meta.get("extra", {})))
+
+
+__all__ = ["FILE_KIND", "FILE_VERSION", "PixelResult"]

@@ -12,7 +12,7 @@ changed: the tuned layer ships inside the head and is swapped in only while the 
 Data (train split of `ShapesWorld(seed=0)`, generated on the fly, deterministic given the seed and step):
 - captions: `describe the image .` → the caption the micro VLM writes (objects left to right), every
   word with its target box: ShapesWorld's boxes (`--mode box`) or a simulated mouse trace aligned to words
-  by relative position as in Localized Narratives (`--mode trace`); see `pixel_targets`. The caption
+  by relative position as in Localized Narratives (`--mode trace`); see `egokit.methods.pixel.targets`. The caption
   tokens (and eos) carry the cross-entropy.
 - referring expressions (a share `refer_share` of examples): `where is the red circle ?` with the
   expression teacher-forced as the answer; every token targets the object's true box; no cross-entropy
@@ -36,7 +36,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from egokit.methods.pixel.head import FeatureTap, PointHead, decoder_layers, hidden_size, image_readout_inputs
+from egokit.methods.pixel.head import (
+    FEATURES,
+    LAYER_INPUTS,
+    PointHead,
+    decoder_layers,
+    feature_hooks,
+    hidden_size,
+    image_readout_inputs,
+)
 from egokit.methods.pixel.targets import MODES, Example, caption_example, normalise, refer_example
 
 IGNORE = -100
@@ -182,21 +190,19 @@ def batch_losses(loaded: Any, head: PointHead, batch: dict[str, torch.Tensor],
     """Caption cross-entropy (mean over answer tokens) and L1 of the points (mean over targeted tokens)."""
     model = loaded.model
     dtype = next(model.parameters()).dtype
-    with FeatureTap(model) as tap:
+    with feature_hooks(loaded) as hooks:
         out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                     pixel_values=batch["pixel_values"].to(device, dtype))
-    assert tap.features is not None
     labels = batch["labels"].to(device)[:, 1:]
     logits = out.logits[:, :-1].float()
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
     has = batch["has_target"].to(device)
     if not has.any():
         return {"ce": ce, "l1": ce.new_zeros(())}
-    feats = tap.features.float()
+    feats = hooks[FEATURES].float()
     if head.readout:
         pos = batch["image_positions"].to(device)
-        assert tap.layer_inputs is not None
-        states = tap.layer_inputs.float()
+        states = hooks[LAYER_INPUTS].float()
         image_feats = states.gather(1, pos[..., None].expand(-1, -1, states.shape[-1]))
         pred = head(feats, image_feats, batch["centres"].to(device))[has].flatten(-2)   # (K, 4): x0, y0, x1, y1
     else:
@@ -223,7 +229,7 @@ def train_pixel(recipe: PixelRecipe, out: Path, run_dir: Path, device: str = "au
     model = loaded.model.eval()
     fingerprint = loaded.fingerprint()                         # of the untouched base model
     model.requires_grad_(False)
-    layers = decoder_layers(model)
+    layers = decoder_layers(loaded)
     tuned_ids = list(range(len(layers) - recipe.tune_layers, len(layers)))
     tuned_params = []
     for i in tuned_ids:
@@ -231,7 +237,7 @@ def train_pixel(recipe: PixelRecipe, out: Path, run_dir: Path, device: str = "au
         tuned_params += list(layers[i].parameters())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
-        head = PointHead(hidden_size(model), recipe.hidden, recipe.depth, readout=recipe.readout).to(dev)
+        head = PointHead(hidden_size(loaded), recipe.hidden, recipe.depth, readout=recipe.readout).to(dev)
     groups = [{"params": list(head.parameters()), "lr": recipe.lr, "peak": recipe.lr}]
     if tuned_params:
         groups.append({"params": tuned_params, "lr": recipe.layer_lr, "peak": recipe.layer_lr})

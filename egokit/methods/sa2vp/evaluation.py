@@ -1,7 +1,7 @@
 """`egokit sa2vp eval`: SA²VP against VPT-deep, VPT-shallow and a linear probe, plus ablations.
 
 Every method is trained on the same frozen vision tower, per task, on ShapesWorld training images of the
-data seed, and scored on the test split of a held-out seed (`sa2vp_tasks`). VPT's prompt length is
+data seed, and scored on the test split of a held-out seed (`egokit.methods.sa2vp.tasks`). VPT's prompt length is
 chosen so that VPT-deep has about as many trainable parameters as SA²VP (`matching_vpt_length`);
 VPT-shallow uses the same length. Ablations of SA²VP are trained on the spatial tasks only.
 
@@ -12,15 +12,20 @@ chance on the hardest task, α = 0.1 (the official value for ViT-B) learned more
 and VPT-deep did no better at 3e-3 or 3e-2 than at 1e-2. On two shared CPU cores the whole evaluation
 takes about 15–20 minutes (`--quick` runs in seconds).
 
-    from egokit.methods.sa2vp.evaluation import EvalSettings, evaluate
+    from egokit.methods.sa2vp import EvalSettings, evaluate
     result = evaluate(egokit.load("micro-clip"), EvalSettings(seed=0))
-    result.to_dict()["methods"]["sa2vp"]["acc_spatial_mean"]
+    result.metrics()["sa2vp.acc_spatial_mean"]
+
+`quick_evaluate(model)` is the smallest honest run (one spatial task, no ablations, `EvalSettings.quick()`'s
+tiny data sets: a few seconds); `short_comparison(model, seed)` is the reduced protocol of the tour and of
+notebook 05 (SA²VP, VPT-deep and the linear probe on `SHORT_TASK`, `short_settings`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,14 +34,27 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from egokit.errors import InputError
-from egokit.methods.sa2vp.model import MICRO_DISTILL_LAYERS, SA2VP, prompt_change_maps, sa2vp_param_count
+from egokit.methods.sa2vp.model import (
+    MICRO_DISTILL_LAYERS,
+    SA2VP,
+    prompt_change_maps,
+    sa2vp_param_count,
+    tower_of,
+)
 from egokit.methods.sa2vp.result import MethodScore, SA2VPEvalResult
 from egokit.methods.sa2vp.tasks import TASKS, TEST_SEED_OFFSET, get_task
 from egokit.methods.sa2vp.training import TrainSettings, accuracy, fit, to_pixels
 from egokit.methods.sa2vp.vpt import VPT, LinearProbe, matching_vpt_length
+from egokit.models.loading import LoadedModel
 from egokit.models.vit_parts import ViTParts, vit_parts
 
+#: The micro zoo model the evaluation runs on by default.
+DEFAULT_MODEL = "micro-clip"
 METHODS = ("sa2vp", "vpt_deep", "vpt_shallow", "linear")
+#: The spatial task of the short comparison (the tour, notebook 05) and of `quick_evaluate`.
+SHORT_TASK = "left_of"
+#: The methods of the short comparison: SA²VP, VPT-deep with a matched parameter count, the linear probe.
+SHORT_METHODS = ("sa2vp", "vpt_deep", "linear")
 #: Ablations of SA²VP: name → constructor options.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "global_attention": {"interaction": "global"},
@@ -85,19 +103,20 @@ class EvalSettings:
                              probe_epochs=self.probe_epochs)
 
 
-def build_method(name: str, vision_model: nn.Module, num_classes: int, settings: EvalSettings,
+def build_method(name: str, tower: nn.Module, num_classes: int, settings: EvalSettings,
                  vpt_length: int) -> nn.Module:
-    """A fresh model for a method or ablation name (parameters drawn from the current torch seed)."""
+    """A fresh model for a method or ablation name on the frozen `tower` (parameters drawn from the
+    current torch seed)."""
     sa2vp_kw = {"d_prompt": settings.d_prompt, "alpha": settings.alpha, "distill_layers": settings.distill_layers,
                 "window": settings.window}
     if name == "sa2vp":
-        return SA2VP(vision_model, num_classes, **sa2vp_kw)
+        return SA2VP(tower, num_classes, **sa2vp_kw)
     if name in ABLATIONS:
-        return SA2VP(vision_model, num_classes, **sa2vp_kw, **ABLATIONS[name])
+        return SA2VP(tower, num_classes, **sa2vp_kw, **ABLATIONS[name])
     if name in ("vpt_deep", "vpt_shallow"):
-        return VPT(vision_model, num_classes, length=vpt_length, deep=name == "vpt_deep")
+        return VPT(tower, num_classes, length=vpt_length, deep=name == "vpt_deep")
     if name == "linear":
-        return LinearProbe(vision_model, num_classes)
+        return LinearProbe(tower, num_classes)
     raise InputError(f"unknown method {name!r}; choose one of {', '.join((*METHODS, *ABLATIONS))}")
 
 
@@ -109,11 +128,11 @@ def vpt_length_for(parts: ViTParts, settings: EvalSettings) -> int:
     return matching_vpt_length(target, parts.width, parts.depth, 2)
 
 
-def _unpack(model: Any) -> tuple[nn.Module, Any, str]:
-    """(vision model, processor, name) from a `LoadedModel` or a bare model."""
-    if hasattr(model, "model") and hasattr(model, "processor"):
-        return model.model, model.processor, str(getattr(model, "name", ""))
-    return model, None, type(model).__name__
+def _unpack(model: LoadedModel | nn.Module) -> tuple[nn.Module, Any, str]:
+    """(vision tower, processor, name) of a `LoadedModel` (the tower its family names) or a bare model."""
+    if isinstance(model, LoadedModel):
+        return tower_of(model), model.processor, str(model.name)
+    return tower_of(model), None, type(model).__name__
 
 
 def task_data(task_name: str, settings: EvalSettings, processor: Any) -> dict[str, Any]:
@@ -134,15 +153,21 @@ def task_data(task_name: str, settings: EvalSettings, processor: Any) -> dict[st
     }
 
 
-def evaluate(model: Any, settings: EvalSettings | None = None, progress: bool = True,
-             device: str | torch.device | None = None) -> SA2VPEvalResult:
-    """Train and score every method (and the ablations) on every task; see the module docstring.
+def evaluate(model: LoadedModel | nn.Module, settings: EvalSettings | None = None, progress: bool = True,
+             device: str | torch.device | None = None, methods: Sequence[str] = METHODS) -> SA2VPEvalResult:
+    """Train and score `methods` (all four by default; and the ablations) on every task; see the module
+    docstring.
 
-    `model` is a `LoadedModel` (`egokit.load(...)`) or any model `vit_parts` accepts; its processor, when
-    there is one, prepares the images. Runs where the model's parameters are (or on `device`)."""
+    `model` is a `LoadedModel` (`egokit.load(...)`, of a family with a wrappable ViT tower) or any model
+    `vit_parts` accepts; its processor, when there is one, prepares the images. Runs where the model's
+    parameters are (or on `device`)."""
     settings = settings or EvalSettings()
-    vision_model, processor, name = _unpack(model)
-    parts = vit_parts(vision_model)
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"methods must be some of {', '.join(METHODS)}, got {', '.join(methods) or 'none'}")
+    found, processor, name = _unpack(model)
+    parts = vit_parts(found)
     tower = parts.tower.float()
     if device is not None:
         tower.to(device)
@@ -154,7 +179,7 @@ def evaluate(model: Any, settings: EvalSettings | None = None, progress: bool = 
     vpt_length = vpt_length_for(parts, settings)
     train = settings.train_settings()
 
-    runs = [(m, t) for t in settings.tasks for m in METHODS]
+    runs = [(m, t) for t in settings.tasks for m in METHODS if m in methods]
     if settings.ablations:
         runs += [(a, t) for t in spatial for a in ABLATIONS]
     acc: dict[str, dict[str, float]] = {}
@@ -188,17 +213,40 @@ def evaluate(model: Any, settings: EvalSettings | None = None, progress: bool = 
         vals = [scores[t] for t in spatial if t in scores]
         return float(np.mean(vals)) if vals else float("nan")
 
-    methods = {m: MethodScore(acc=acc[m], acc_spatial_mean=spatial_mean(acc[m]),
-                              trainable_params=max(params[m].values()), seconds=round(seconds[m], 1),
-                              params_by_task=params[m]) for m in METHODS}
+    scores = {m: MethodScore(acc=acc[m], acc_spatial_mean=spatial_mean(acc[m]),
+                             trainable_params=max(params[m].values()), seconds=round(seconds[m], 1),
+                             params_by_task=params[m]) for m in METHODS if m in methods}
     ablations = {a: spatial_mean(acc[a]) for a in ABLATIONS if a in acc}
     recorded = {**asdict(settings), "vpt_length": vpt_length, "distill_layers": list(settings.distill_layers),
                 "tasks": list(settings.tasks), "depth": parts.depth, "width": parts.width,
                 "grid": list(parts.grid), "device": str(parts.device),
                 "test_seed": settings.seed + TEST_SEED_OFFSET}
-    return SA2VPEvalResult(methods=methods, ablations=ablations, ablation_acc={a: acc[a] for a in ablations},
+    return SA2VPEvalResult(methods=scores, ablations=ablations, ablation_acc={a: acc[a] for a in ablations},
                            chance=chance, spatial_tasks=spatial, control_task=control, settings=recorded,
                            model_name=name, seconds=round(time.perf_counter() - start, 1), maps=maps)
 
 
-__all__ = ["ABLATIONS", "METHODS", "EvalSettings", "build_method", "evaluate", "vpt_length_for"]
+def quick_evaluate(model: LoadedModel | nn.Module, seed: int = 0, progress: bool = False) -> SA2VPEvalResult:
+    """The smallest honest run of `evaluate`: every method on one spatial task (`SHORT_TASK`), no
+    ablations, `EvalSettings.quick()`'s tiny data sets and one epoch (a few seconds on the micro CLIP)."""
+    settings = replace(EvalSettings.quick(seed=seed), tasks=(SHORT_TASK,), ablations=False)
+    return evaluate(model, settings, progress=progress)
+
+
+def short_settings(seed: int) -> EvalSettings:
+    """The reduced protocol of the tour and notebook 05: `SHORT_TASK` only, 800 training and 200 test
+    images, the full evaluation's 4 epochs, no ablations, 8 prompt-change maps."""
+    return EvalSettings(seed=seed, epochs=4, n_train=800, n_test=200, tasks=(SHORT_TASK,), ablations=False,
+                        n_maps=8)
+
+
+def short_comparison(model: LoadedModel | nn.Module, seed: int, methods: Sequence[str] = SHORT_METHODS,
+                     progress: bool = False, settings: EvalSettings | None = None) -> SA2VPEvalResult:
+    """SA²VP against VPT-deep (matched parameter count) and the linear probe on `SHORT_TASK` with
+    `short_settings(seed)` (or `settings`): about a minute on a laptop CPU. The same training and scoring
+    as `evaluate`, so the numbers are those `evaluate` gives these methods under these settings."""
+    return evaluate(model, settings or short_settings(seed), progress=progress, methods=methods)
+
+
+__all__ = ["ABLATIONS", "DEFAULT_MODEL", "METHODS", "SHORT_METHODS", "SHORT_TASK", "EvalSettings", "build_method",
+           "evaluate", "quick_evaluate", "short_comparison", "short_settings", "vpt_length_for"]

@@ -1,7 +1,7 @@
 """SA²VP: a spatially aligned-and-adapted visual prompt on a frozen ViT (Pei et al., AAAI 2024).
 
-    from egokit.methods.sa2vp.model import SA2VP
-    model = SA2VP(clip.vision_model, num_classes=9, distill_layers=(0, 2))
+    from egokit.methods.sa2vp import SA2VP, tower_of
+    model = SA2VP(tower_of(egokit.load("micro-clip")), num_classes=9, distill_layers=(0, 2))
     out = model(pixel_values)            # out.logits: base pathway (what predictions use)
     loss = model.loss(pixel_values, y)   # 0.8·CE(base) + 0.2·CE(prompt)
 
@@ -23,7 +23,7 @@ How it works (method notes §5):
    predictions use the base pathway only.
 
 The class defaults follow the official code (α = 0.1, d' = 16); `egokit sa2vp eval` uses α = 1.0 on the
-micro CLIP, chosen on a validation split (see `sa2vp_eval`). `distill_layers` indices beyond the model's
+micro CLIP, chosen on a validation split (see `egokit.methods.sa2vp.evaluation`). `distill_layers` indices beyond the model's
 depth are dropped: the official code's (0, 4, 8) for a 12-layer ViT-B leaves (0,) on a 4-layer micro
 CLIP, so for the micro CLIP the kit uses (0, 2) (`MICRO_DISTILL_LAYERS`: base → prompt first, then every
 other block; (0,) scored the same on the validation split). The backbone's parameters are frozen
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,10 +47,10 @@ from torch import nn
 
 from egokit.errors import InputError
 from egokit.methods.sa2vp.attention import global_attention, local_attention
+from egokit.methods.sa2vp.result import PromptChangeMaps
+from egokit.models.adapters.base import WRAPPABLE_VIT
+from egokit.models.loading import LoadedModel
 from egokit.models.vit_parts import AttentionParts, ViTParts, frozen, vit_parts
-
-if TYPE_CHECKING:
-    from egokit.methods.sa2vp.result import PromptChangeMaps
 
 INTERACTIONS = ("local", "global", "none")
 DIRECTIONS = ("both", "prompt_to_base")
@@ -58,6 +58,18 @@ DIRECTIONS = ("both", "prompt_to_base")
 OFFICIAL_DISTILL_LAYERS = (0, 4, 8)
 #: What the kit uses on the 4-layer micro CLIP (same pattern at a third of the depth).
 MICRO_DISTILL_LAYERS = (0, 2)
+
+
+def tower_of(model: LoadedModel | nn.Module) -> nn.Module:
+    """The frozen ViT the prompt methods run on: for a `LoadedModel`, the vision tower its family names
+    (the family must have the `WRAPPABLE_VIT` capability); a bare module (CLIPVisionModel, ViTModel,
+    SiglipVisionModel, ...) is returned as it is (`vit_parts` finds the tower inside it)."""
+    if isinstance(model, LoadedModel):
+        model.adapter.require(WRAPPABLE_VIT, "SA²VP")
+        return model.adapter.module("vision")
+    if not isinstance(model, nn.Module):
+        raise InputError(f"expected a LoadedModel (egokit.load(...)) or a torch module, got {type(model).__name__}")
+    return model
 
 
 @dataclass
@@ -112,8 +124,8 @@ def cross_attend(att: AttentionParts, dst: torch.Tensor, src: torch.Tensor, inte
 class SA2VP(nn.Module):
     """SA²VP on a frozen ViT-style vision model (see the module docstring).
 
-    vision_model:       CLIPVisionModel, the vision tower of a CLIPModel, ViTModel, SiglipVisionModel, ...
-                        (its parameters are frozen in place).
+    tower:              a ViT-style vision tower: CLIPVisionModel, ViTModel, SiglipVisionModel, ..., or the
+                        tower of a loaded model (`tower_of(loaded)`); its parameters are frozen in place.
     num_classes:        classes of the shared head.
     d_prompt:           rank d' of prompt maps and adapters.
     alpha:              weight of the fusion term.
@@ -126,7 +138,7 @@ class SA2VP(nn.Module):
     aux_weight:         weight of the prompt pathway's loss (0.2; 0 for the no-auxiliary-loss ablation).
     """
 
-    def __init__(self, vision_model: nn.Module, num_classes: int, d_prompt: int = 16, alpha: float = 0.1,
+    def __init__(self, tower: nn.Module, num_classes: int, d_prompt: int = 16, alpha: float = 0.1,
                  distill_layers: Sequence[int] = OFFICIAL_DISTILL_LAYERS, window: int = 3,
                  deep_prompt_layers: Sequence[int] = (), interaction: str = "local", directions: str = "both",
                  aux_weight: float = 0.2) -> None:
@@ -139,7 +151,7 @@ class SA2VP(nn.Module):
             raise InputError(f"need num_classes >= 2 and d_prompt >= 1, got {num_classes} and {d_prompt}")
         if not 0.0 <= aux_weight < 1.0:
             raise InputError(f"aux_weight must be in [0, 1), got {aux_weight}")
-        self.parts: ViTParts = vit_parts(vision_model)
+        self.parts: ViTParts = vit_parts(tower)
         self.backbone = frozen(self.parts.tower)
         depth, width, tokens = self.parts.depth, self.parts.width, self.parts.tokens
         self.num_classes, self.d_prompt, self.alpha, self.window = int(num_classes), int(d_prompt), float(alpha), window
@@ -273,8 +285,6 @@ def prompt_change_maps(model: SA2VP, pixel_values: torch.Tensor, images: Any, la
                        classes: Sequence[str] | None = None, task: str = "") -> PromptChangeMaps:
     """Per image, how much the prompt pathway changes each patch's features (norm of the fusion term
     added to each base grid token, per block), with the model's predictions."""
-    from egokit.methods.sa2vp.result import PromptChangeMaps
-
     model.eval()
     out = model(pixel_values.to(model.parts.device), return_change=True)
     rows, cols = model.parts.grid
@@ -285,10 +295,3 @@ def prompt_change_maps(model: SA2VP, pixel_values: torch.Tensor, images: Any, la
     return PromptChangeMaps(images=np.asarray(images, dtype=np.uint8), change=change, labels=[int(v) for v in labels],
                             predictions=[int(v) for v in preds], classes=classes, task=task)
 
-
-def evaluate(model: Any, settings: Any = None, progress: bool = True, device: str | torch.device | None = None) -> Any:
-    """`egokit sa2vp eval` as a function: SA²VP vs VPT-deep, VPT-shallow and a linear probe on ShapesWorld
-    tasks, plus ablations (see `egokit.methods.sa2vp.evaluation.evaluate`). Returns an `SA2VPEvalResult`."""
-    from egokit.methods.sa2vp.evaluation import evaluate as run
-
-    return run(model, settings, progress=progress, device=device)

@@ -1,48 +1,33 @@
 """Results of SA²VP: per-patch prompt-change maps and the evaluation against the baselines.
 
-Both are dataclasses that show themselves in a notebook (`_repr_png_`), turn into JSON (`to_dict`) and
-are saved as one ``.safetensors`` file: tensors (images, maps) plus, in the metadata, a JSON document
-with everything else. Files are written atomically (temp file + rename) and read back without pickle;
-a damaged or foreign file raises `MemoryFileError`.
+Both build on `egokit.results.Result`: they show themselves in a notebook (`_repr_png_`), turn into JSON
+(`to_dict`) and are saved as one ``.safetensors`` file: tensors (images, maps) plus, in the metadata, a
+JSON document with everything else (`save` / `load`: atomic, versioned, no pickle; a damaged or foreign
+file raises `MemoryFileError`). The evaluation is an `egokit.results.Evaluation`: `metrics()` is the flat
+dict `egokit sa2vp eval --json` prints.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 
-from egokit.errors import MemoryFileError
-from egokit.results import load_result, save_result
-from egokit.viz.png import ReprPNG
+from egokit.results import Evaluation, Result
 
 MAPS_KIND = "sa2vp_maps"
 EVAL_KIND = "sa2vp_eval"
 FILE_VERSION = 1
 
 
-# ---------------------------------------------------------------------------------------------- files
-
-
-def _save(path: str | os.PathLike[str], kind: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
-    return save_result(path, kind, FILE_VERSION, tensors, meta)
-
-
-def _read(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    tensors, meta = load_result(path, kind, FILE_VERSION)
-    return meta, tensors
-
-
 # ---------------------------------------------------------------------------------------------- maps
 
 
 @dataclass(repr=False)
-class PromptChangeMaps(ReprPNG):
+class PromptChangeMaps(Result):
     """How much SA²VP's prompt pathway changes each patch's features, per image.
 
     images:      (K, H, W, 3) uint8.
@@ -50,6 +35,9 @@ class PromptChangeMaps(ReprPNG):
                  at each block (zero at base → prompt blocks, where the base pathway is not changed).
     labels, predictions: true and predicted class per image; `classes` their names; `task` the task name.
     """
+
+    FILE_KIND: ClassVar[str] = MAPS_KIND
+    FILE_VERSION: ClassVar[int] = FILE_VERSION
 
     images: np.ndarray
     change: torch.Tensor
@@ -87,33 +75,23 @@ class PromptChangeMaps(ReprPNG):
                 "predictions": list(self.predictions), "grid": list(self.grid),
                 "change_total": self.total().tolist()}
 
-    def _meta(self) -> dict[str, Any]:
+    # -- file ----------------------------------------------------------------------------------------
+    def _file_meta(self) -> dict[str, Any]:
         return {"task": self.task, "classes": list(self.classes), "labels": [int(v) for v in self.labels],
                 "predictions": [int(v) for v in self.predictions]}
 
-    def _tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
+    def _file_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         return {f"{prefix}images": torch.from_numpy(np.array(self.images, dtype=np.uint8, copy=True)),
                 f"{prefix}change": self.change.float()}
 
     @classmethod
-    def _from(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str = "") -> PromptChangeMaps:
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str = "") -> PromptChangeMaps:
         images, change = tensors[f"{prefix}images"].numpy(), tensors[f"{prefix}change"]
         if change.dim() != 4 or change.shape[0] != images.shape[0] or len(meta["labels"]) != images.shape[0]:
             raise ValueError("images, maps and labels disagree in number")
         return cls(images=images, change=change, labels=[int(v) for v in meta["labels"]],
                    predictions=[int(v) for v in meta["predictions"]], classes=[str(c) for c in meta["classes"]],
                    task=str(meta.get("task", "")))
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        return _save(path, MAPS_KIND, self._meta(), self._tensors())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PromptChangeMaps:
-        meta, tensors = _read(path, MAPS_KIND)
-        try:
-            return cls._from(meta, tensors)
-        except (KeyError, TypeError, ValueError) as e:
-            raise MemoryFileError(f"{path} is an inconsistent SA²VP maps file ({e}); re-create it") from None
 
     def __repr__(self) -> str:
         return f"PromptChangeMaps(task={self.task!r}, images={len(self.images)}, grid={self.grid})"
@@ -146,11 +124,18 @@ class MethodScore:
                    params_by_task={k: int(v) for k, v in d.get("params_by_task", {}).items()})
 
 
+def _flat_value(value: Any) -> Any:
+    """A settings value as a metric: scalars as they are, sequences as comma-separated text."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return value
+
+
 @dataclass(repr=False)
-class SA2VPEvalResult(ReprPNG):
+class SA2VPEvalResult(Evaluation):
     """SA²VP against VPT-deep, VPT-shallow and a linear probe on ShapesWorld tasks (held-out test seed).
 
-    methods:      name → `MethodScore` ("sa2vp", "vpt_deep", "vpt_shallow", "linear").
+    methods:      name → `MethodScore` ("sa2vp", "vpt_deep", "vpt_shallow", "linear"; those that ran).
     ablations:    name → mean test accuracy over the spatial tasks ("global_attention", "no_interaction",
                   "one_direction", "no_aux_loss"); `ablation_acc` per task.
     chance:       task → accuracy of always answering the most frequent training class (on the test set).
@@ -158,6 +143,10 @@ class SA2VPEvalResult(ReprPNG):
     settings:     what was run (epochs, sizes, learning rate, prompt rank, α, VPT length, ...).
     maps:         prompt-change maps of the trained SA²VP on a few test images of the first spatial task.
     """
+
+    FILE_KIND: ClassVar[str] = EVAL_KIND
+    FILE_VERSION: ClassVar[int] = FILE_VERSION
+    FILE_WHAT: ClassVar[str | None] = "SA²VP evaluation"
 
     methods: dict[str, MethodScore]
     ablations: dict[str, float]
@@ -187,6 +176,31 @@ class SA2VPEvalResult(ReprPNG):
                     out[f"local_beats_{name}"] = sa.acc_spatial_mean > self.ablations[name]
         return out
 
+    def metrics(self) -> dict[str, Any]:
+        """The flat summary `egokit sa2vp eval --json` prints:
+
+        - `<method>.acc.<task>`, `<method>.acc_spatial_mean`, `<method>.trainable_params`, `<method>.seconds`
+          for every method that ran;
+        - `ablation.<name>.acc.<task>` and `ablation.<name>.acc_spatial_mean` for every ablation;
+        - `chance.<task>`; the acceptance checks of `targets()` under their own names;
+        - `model`, `seconds` (the whole run), `spatial_tasks`, `control_task` and `settings.<name>` (lists as
+          comma-separated text).
+        """
+        out: dict[str, Any] = {"model": self.model_name, "seconds": self.seconds,
+                               "spatial_tasks": ",".join(self.spatial_tasks), "control_task": self.control_task}
+        for name, score in self.methods.items():
+            out.update({f"{name}.acc.{task}": acc for task, acc in score.acc.items()})
+            out[f"{name}.acc_spatial_mean"] = score.acc_spatial_mean
+            out[f"{name}.trainable_params"] = int(score.trainable_params)
+            out[f"{name}.seconds"] = score.seconds
+        for name, mean in self.ablations.items():
+            out.update({f"ablation.{name}.acc.{task}": acc for task, acc in self.ablation_acc.get(name, {}).items()})
+            out[f"ablation.{name}.acc_spatial_mean"] = mean
+        out.update({f"chance.{task}": value for task, value in self.chance.items()})
+        out.update(self.targets())
+        out.update({f"settings.{key}": _flat_value(value) for key, value in self.settings.items()})
+        return out
+
     # -- serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -202,28 +216,28 @@ class SA2VPEvalResult(ReprPNG):
             "seconds": self.seconds,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def _file_meta(self) -> dict[str, Any]:
         doc = self.to_dict()
-        tensors: dict[str, torch.Tensor] = {}
         if self.maps is not None:
-            doc["maps"] = self.maps._meta()
-            tensors = self.maps._tensors("maps.")
-        return _save(path, EVAL_KIND, {"result": doc}, tensors)
+            doc["maps"] = self.maps._file_meta()
+        return {"result": doc}
+
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
+        return self.maps._file_tensors("maps.") if self.maps is not None else {}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SA2VPEvalResult:
-        meta, tensors = _read(path, EVAL_KIND)
+    def _from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> SA2VPEvalResult:
+        d = meta["result"]
         try:
-            d = meta["result"]
-            maps = PromptChangeMaps._from(d["maps"], tensors, "maps.") if "maps" in d else None
+            maps = PromptChangeMaps._from_file(tensors, d["maps"], "maps.") if "maps" in d else None
             return cls(methods={k: MethodScore.from_dict(v) for k, v in d["methods"].items()},
                        ablations={k: float(v) for k, v in d["ablations"].items()},
                        ablation_acc={k: {t: float(a) for t, a in v.items()} for k, v in d["ablation_acc"].items()},
                        chance={k: float(v) for k, v in d["chance"].items()}, spatial_tasks=list(d["spatial_tasks"]),
                        control_task=str(d["control_task"]), settings=dict(d["settings"]),
                        model_name=str(d.get("model", "")), seconds=float(d.get("seconds", 0.0)), maps=maps)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise MemoryFileError(f"{path} is an inconsistent SA²VP evaluation file ({e}); re-create it") from None
+        except AttributeError as e:  # a part of the document has the wrong type (e.g. a list for a mapping)
+            raise TypeError(str(e)) from None
 
     # -- display -------------------------------------------------------------------------------------
     def table(self) -> str:

@@ -27,15 +27,16 @@ def _run(parts: ViTParts, i: int, x: torch.Tensor) -> torch.Tensor:
 
 
 class _FrozenHead(nn.Module):
-    """A frozen backbone plus a trainable linear head (shared by the baselines)."""
+    """A frozen backbone plus a trainable linear head (shared by the baselines). `tower` is the same
+    ViT-style vision tower `SA2VP` takes (its parameters are frozen in place)."""
 
     cacheable = False
 
-    def __init__(self, vision_model: nn.Module, num_classes: int) -> None:
+    def __init__(self, tower: nn.Module, num_classes: int) -> None:
         super().__init__()
         if num_classes < 2:
             raise InputError(f"need num_classes >= 2, got {num_classes}")
-        self.parts: ViTParts = vit_parts(vision_model)
+        self.parts: ViTParts = vit_parts(tower)
         self.backbone = frozen(self.parts.tower)
         self.num_classes = int(num_classes)
         self.head = nn.Linear(self.parts.width, num_classes)
@@ -63,8 +64,8 @@ class _FrozenHead(nn.Module):
 class VPT(_FrozenHead):
     """Visual prompt tuning: `length` prompt tokens after CLS, at block 0 only (shallow) or every block (deep)."""
 
-    def __init__(self, vision_model: nn.Module, num_classes: int, length: int = 8, deep: bool = True) -> None:
-        super().__init__(vision_model, num_classes)
+    def __init__(self, tower: nn.Module, num_classes: int, length: int = 8, deep: bool = True) -> None:
+        super().__init__(tower, num_classes)
         if length < 1:
             raise InputError(f"VPT needs at least one prompt token, got length={length}")
         self.length, self.deep = int(length), bool(deep)
@@ -109,8 +110,8 @@ class LinearProbe(_FrozenHead):
     cacheable = True
     name = "linear"
 
-    def __init__(self, vision_model: nn.Module, num_classes: int) -> None:
-        super().__init__(vision_model, num_classes)
+    def __init__(self, tower: nn.Module, num_classes: int) -> None:
+        super().__init__(tower, num_classes)
         self.to(device=self.parts.device, dtype=self.parts.dtype)
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
-"""One adapter per model family (see `base.py` for the contract).
+"""One file per model family (see `base.py` for the contract): its adapter, what it declares as data, its
+tiny test model, and any processor it needs.
 
 `load_adapters()` imports every family module so that `base.ADAPTERS` (model_type → adapter class) is
 complete; `adapter_for(model_type)` returns the class or None. A family module that is missing or fails
@@ -9,10 +10,14 @@ shown by the loader when someone asks for that family.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from egokit.models.adapters.base import ADAPTERS, Adapter, ImageTokens, register_adapter
 
-FAMILY_MODULES = ("clip", "llava", "llava_onevision", "qwen2_vl", "idefics3", "paligemma")
+#: modules of this package that hold shared code, not a family
+SHARED_MODULES = frozenset({"base", "common", "vlm"})
+#: one module per family: every other module of this package (adding a family is adding its file)
+FAMILY_MODULES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in SHARED_MODULES))
 IMPORT_ERRORS: dict[str, Exception] = {}
 
 

@@ -9,8 +9,8 @@ Most of what a family declares is data:
   one entry covers the layouts of several transformers versions). Part names: "vision" (the vision
   transformer), "vision_blocks", "projector" (VLM) or "image_projection" (dual encoder), "text" and
   "text_blocks" (dual encoder), "text_embeddings" (the text encoder's token embedding), "language" (the
-  decoder language model) and "language_blocks" (VLM). Methods ask `adapter.module(part)` and never
-  name a path.
+  decoder language model), "language_blocks" (VLM) and "rope_index" (M-RoPE families: the module that
+  owns `get_rope_index`). Methods ask `adapter.module(part)` and never name a path.
 - `block_paths`: inside one vision block, where "attention", "q", "k", "v", "out", "fc1", "fc2",
   "norm1" and "norm2" are (methods that wrap or tune a ViT use `adapter.block_module(i, name)`).
 - `capabilities`: what methods may rely on (`GENERATES_TEXT`, `DUAL_ENCODER`, `SOFT_VISUAL_TOKENS`,
@@ -23,6 +23,7 @@ what the processor produced (`input_ids`, `image_grid_thw`, `image_sizes`, ...).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -214,6 +215,8 @@ class Adapter:
 
 
 ADAPTERS: dict[str, type[Adapter]] = {}
+#: family → a builder of a tiny random model of it, `(seed, attn_implementation, **overrides) -> (model, processor)`
+TINY_BUILDERS: dict[str, Callable[..., tuple[Any, Any]]] = {}
 
 
 def register_adapter(cls: type[Adapter]) -> type[Adapter]:
@@ -221,3 +224,14 @@ def register_adapter(cls: type[Adapter]) -> type[Adapter]:
     for mt in cls.model_types:
         ADAPTERS[mt] = cls
     return cls
+
+
+def register_tiny(family: str) -> Callable[[Callable[..., tuple[Any, Any]]], Callable[..., tuple[Any, Any]]]:
+    """Decorator: the builder of a tiny random model of `family`, built from a config with an offline
+    processor (no download), for tests and examples (`egokit.models.tiny.build_tiny(family)`)."""
+
+    def decorate(build: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[Any, Any]]:
+        TINY_BUILDERS[family] = build
+        return build
+
+    return decorate

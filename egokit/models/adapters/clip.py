@@ -21,12 +21,23 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import DUAL_ENCODER, WRAPPABLE_VIT, Adapter, ImageTokens, register_adapter
+from egokit.models.adapters.base import (
+    DUAL_ENCODER,
+    WRAPPABLE_VIT,
+    Adapter,
+    ImageTokens,
+    register_adapter,
+    register_tiny,
+)
 from egokit.models.adapters.common import (
     attention_stack,
     group_images,
     load_images,
+    merge_config,
     sizes_tensor,
+    tiny_layers,
+    tiny_model,
+    tiny_token_ids,
     to_model,
     without_private,
 )
@@ -37,6 +48,7 @@ from egokit.models.geometry import (
     processor_pixel_map,
     visible_box,
 )
+from egokit.models.text import TINY_WORDS, word_tokenizer
 
 
 @register_adapter
@@ -61,6 +73,8 @@ class ClipAdapter(Adapter):
     vision_prefix_tokens: ClassVar[int] = 1
     #: padding used for captions ("max_length" for SigLIP, trained with fixed-length text)
     text_padding: ClassVar[bool | str] = True
+    #: which position the text encoder pools: "eos" (the end-of-text token) or "last" (the last position)
+    text_pooling: ClassVar[str] = "eos"
 
     # -- structure -------------------------------------------------------------------------------------
     def encoder(self, part: str | None = None) -> nn.Module:
@@ -178,7 +192,88 @@ class SiglipAdapter(ClipAdapter):
     model_types: ClassVar[tuple[str, ...]] = ("siglip",)
     vision_prefix_tokens: ClassVar[int] = 0
     text_padding: ClassVar[bool | str] = "max_length"
+    text_pooling: ClassVar[str] = "last"
+    #: no image projection: SigLIP pools with an attention head and has no linear map into a joint space
+    paths: ClassVar[dict[str, tuple[str, ...]]] = {k: v for k, v in ClipAdapter.paths.items() if k != "image_projection"}
 
     def image_features(self, inputs: Any) -> list[torch.Tensor]:
         """Per-patch post-layernorm states (N, hidden) per image: SigLIP has no projection to apply."""
         return list(self.patch_states(inputs["pixel_values"]))
+
+
+# ---------------------------------------------------------------------------------------- tiny model
+
+
+def _tiny_towers(tokenizer: Any, width: int, max_text: int, image_size: int,
+                 overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Text and vision configs of a tiny dual encoder (2 layers × `width`, patch 8), with the test's
+    `text_config` / `vision_config` overrides (taken out of `overrides`) merged in."""
+    text = {**tiny_layers(width), "max_position_embeddings": max_text, **tiny_token_ids(tokenizer)}
+    vision = {"image_size": image_size, "patch_size": 8, **tiny_layers(width)}
+    return (merge_config(text, overrides.pop("text_config", None)),
+            merge_config(vision, overrides.pop("vision_config", None)))
+
+
+@register_tiny("clip")
+def build_tiny_clip(
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+) -> tuple[Any, Any]:
+    """Tiny random CLIP with an offline word tokenizer.
+
+    Vision: 64×64 inputs, patch 8 → a class token + 8×8 patch tokens; 2 layers × width 32 in both encoders.
+    The image processor resizes the shortest side to 64 and center-crops 64×64, like real CLIP.
+
+    Build `(model, processor)`: a `CLIPModel` (fp32, eval mode) and a `CLIPProcessor`.
+
+    overrides: `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
+               keys set top-level config fields.
+    """
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    max_text = 32
+    tokenizer = word_tokenizer(TINY_WORDS, add_eos=True, padding_side="right", model_max_length=max_text)
+    image_processor = CLIPImageProcessorPil(
+        **merge_config(
+            {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}},
+            overrides.pop("image_processor", None),
+        )
+    )
+    width = 32
+    text_config, vision_config = _tiny_towers(tokenizer, width, max_text, image_size, overrides)
+    config = CLIPConfig(
+        text_config=text_config, vision_config=vision_config, projection_dim=width, **overrides
+    )
+    model = tiny_model(CLIPModel, config, seed, attn_implementation, None)
+    return model.eval(), CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+@register_tiny("siglip")
+def build_tiny_siglip(
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+) -> tuple[Any, Any]:
+    """Tiny random SigLIP with an offline word tokenizer.
+
+    Vision: 64×64 inputs (non-square images are stretched, as SigLIP's processor does), patch 8 → 8×8 patch
+    tokens and no class token; 2 layers × width 32 in both encoders; captions padded to 16 tokens.
+
+    Build `(model, processor)`: a `SiglipModel` (fp32, eval mode) and a `SiglipProcessor`.
+
+    overrides: `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
+               keys set top-level config fields.
+    """
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+
+    max_text = 16
+    tokenizer = word_tokenizer(
+        TINY_WORDS, add_bos=False, add_eos=True, padding_side="right", model_max_length=max_text
+    )
+    image_processor = SiglipImageProcessorPil(
+        **merge_config(
+            {"size": {"height": image_size, "width": image_size}}, overrides.pop("image_processor", None)
+        )
+    )
+    width = 32
+    text_config, vision_config = _tiny_towers(tokenizer, width, max_text, image_size, overrides)
+    config = SiglipConfig(text_config=text_config, vision_config=vision_config, **overrides)
+    model = tiny_model(SiglipModel, config, seed, attn_implementation, None)
+    return model.eval(), SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)

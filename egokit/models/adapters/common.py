@@ -146,7 +146,67 @@ def chat_prompt(processor: Any, question: str, n_images: int, fallback: str) -> 
     return fallback
 
 
+
+def merge_config(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """A deep copy of `base` updated with `extra` (a tiny model's defaults with a test's overrides)."""
+    import copy
+
+    out = copy.deepcopy(base)
+    out.update(extra or {})
+    return out
+
+
+def tiny_layers(width: int, layers: int = 2, heads: int = 2) -> dict[str, int]:
+    """The size keys of a tiny transformer config: `layers` blocks of `width` with `heads` heads, MLP 2×width."""
+    return {"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": layers,
+            "num_attention_heads": heads}
+
+
+def tiny_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The vocabulary keys of a tiny text config, from its offline tokenizer (ids inside the vocabulary)."""
+    return {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+
+
+def tiny_model(model_class: Any, config: Any, seed: int, attn_implementation: str, tokenizer: Any = None) -> Any:
+    """A randomly initialised float32 `model_class` from `config`, its weights drawn from `seed` without
+    touching the caller's random state; with a tokenizer, its generation config uses the tokenizer's ids."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class._from_config(config, attn_implementation=attn_implementation, dtype=torch.float32)
+    if tokenizer is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def vlm_paths(vision: str, vision_blocks: tuple[str, ...], projector: str, language: str,
+              language_blocks: str = "layers") -> dict[str, tuple[str, ...]]:
+    """The `paths` of a VLM from the names of its parts: each part sits on the base model inside the
+    generation head (`model.<name>`) or, in older layouts, on the head itself; block paths are relative to
+    the vision tower and the language model."""
+
+    def both(path: str) -> tuple[str, str]:
+        return (f"model.{path}", path)
+
+    return {
+        "vision": both(vision),
+        "vision_blocks": tuple(p for block in vision_blocks for p in both(f"{vision}.{block}")),
+        "projector": both(projector),
+        "language": both(language),
+        "language_blocks": both(f"{language}.{language_blocks}"),
+    }
+
+
 __all__ = [
+    "vlm_paths",
+    "merge_config",
+    "tiny_model",
+    "tiny_layers",
+    "tiny_token_ids",
     "attention_stack",
     "chat_prompt",
     "feature_list",

@@ -25,11 +25,22 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.models.smolvlm.processing_smolvlm import SmolVLMProcessor
+from transformers.processing_utils import ProcessorMixin
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import GENERATES_TEXT, SOFT_VISUAL_TOKENS, ImageTokens, register_adapter
+from egokit.models.adapters.base import (
+    GENERATES_TEXT,
+    SOFT_VISUAL_TOKENS,
+    ImageTokens,
+    register_adapter,
+    register_tiny,
+)
+from egokit.models.adapters.common import merge_config, tiny_model, tiny_token_ids, vlm_paths
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
+from egokit.models.processors import PROCESSOR_CLASSES, StockNameMixin
+from egokit.models.text import TINY_WORDS, word_tokenizer
 
 _ROW_COL = re.compile(r"<row_(\d+)_col_(\d+)>")
 
@@ -42,24 +53,48 @@ class _View:
     tile: tuple[int, int] | None
 
 
+
+class SmolVLMImageOnlyProcessor(StockNameMixin, SmolVLMProcessor):
+    """`SmolVLMProcessor` without the video processor and without the `num2words` requirement (videos only)."""
+
+    stock_class_name = "SmolVLMProcessor"
+
+    def __init__(
+        self,
+        image_processor: Any,
+        tokenizer: Any,
+        image_seq_len: int = 169,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ):
+        # Same attributes as SmolVLMProcessor.__init__, minus the num2words check and the video processor.
+        self.fake_image_token = getattr(tokenizer, "fake_image_token", "<fake_token_around_image>")
+        self.image_token = getattr(tokenizer, "image_token", "<image>")
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.end_of_utterance_token = getattr(tokenizer, "end_of_utterance_token", "<end_of_utterance>")
+        self.global_image_token = getattr(tokenizer, "global_image_token", "<global-img>")
+        self.image_seq_len = image_seq_len
+        self.video_token = getattr(tokenizer, "video_token", "<video>")
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+
+    def apply_chat_template(self, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
+        # The stock override reads video defaults from the video processor; images need none of that.
+        return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
+
+
+PROCESSOR_CLASSES["smolvlm"] = SmolVLMImageOnlyProcessor
+
+
 @register_adapter
 class Idefics3Adapter(VLMAdapter):
     """Adapter for `Idefics3ForConditionalGeneration` and `SmolVLMForConditionalGeneration`."""
 
     family = "idefics3"
     model_types = ("idefics3", "smolvlm")
-    parts = ("language", "vision")
-    default_part = "language"
-
     capabilities = frozenset({GENERATES_TEXT, SOFT_VISUAL_TOKENS})
     #: the projector is the connector (pixel shuffle + linear): its output rows are the image tokens' input embeddings
-    paths = {
-        "vision": ("model.vision_model", "vision_model"),
-        "vision_blocks": ("model.vision_model.encoder.layers", "vision_model.encoder.layers"),
-        "projector": ("model.connector", "connector"),
-        "language": ("model.text_model", "text_model"),
-        "language_blocks": ("model.text_model.layers", "text_model.layers"),
-    }
+    paths = vlm_paths(
+        vision="vision_model", vision_blocks=("encoder.layers",), projector="connector", language="text_model")
 
     # -- structure -------------------------------------------------------------------------------------
 
@@ -208,3 +243,116 @@ class Idefics3Adapter(VLMAdapter):
                 features.append(row_features[start : start + size])
                 start += size
         return features
+
+
+# ---------------------------------------------------------------------------------------- tiny model
+
+
+TINY_MAX_TILES_SIDE = 6  # the processors know <row_1_col_1> .. <row_6_col_6>
+TINY_SPECIAL = {
+    "image_token": "<image>",
+    "fake_image_token": "<fake_token_around_image>",
+    "global_image_token": "<global-img>",
+    "end_of_utterance_token": "<end_of_utterance>",
+    **{
+        f"row_{r}_col_{c}_token": f"<row_{r}_col_{c}>"
+        for r in range(1, TINY_MAX_TILES_SIDE + 1)
+        for c in range(1, TINY_MAX_TILES_SIDE + 1)
+    },
+}
+
+TINY_VARIANTS = ("idefics3", "smolvlm")
+
+
+
+
+@register_tiny("idefics3")
+def build_tiny_idefics3(
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    *,
+    variant: str = "idefics3",
+    longest_edge: int = 64,
+    do_image_splitting: bool = True,
+    **overrides: Any,
+) -> tuple[Any, Any]:
+    """Tiny random Idefics3 / SmolVLM with an offline tokenizer.
+
+    Views of 64×64 pixels, patch 8, pixel-shuffle scale 2: every view is 4×4 = 16 language-model tokens. By default
+    images are resized to a longest edge of 64 (one view, 16 tokens). Pass `longest_edge=128` (or more) to turn
+    on image splitting: a 64×64 image then becomes 2×2 tiles plus a global view (80 tokens).
+
+    Build `(model, processor)`: Llama text model 2×32, SigLIP-style vision 2×32, tiny word vocabulary, fp32,
+    eval mode.
+
+    variant:      "idefics3" or "smolvlm".
+    longest_edge: the image processor resizes the longest image edge to this before splitting into 64-pixel tiles.
+    overrides:    `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
+                  keys set top-level config fields.
+    """
+    if variant not in TINY_VARIANTS:
+        raise ValueError(f"unknown Idefics3 variant {variant!r}; choose one of {', '.join(TINY_VARIANTS)}")
+    tokenizer = word_tokenizer(TINY_WORDS, extra_special_tokens=TINY_SPECIAL, model_max_length=4096)
+    tile, patch, scale = 64, 8, 2
+    image_seq_len = (tile // patch // scale) ** 2
+    image_kwargs = merge_config(
+        {
+            "size": {"longest_edge": longest_edge},
+            "max_image_size": {"longest_edge": tile},
+            "do_image_splitting": do_image_splitting,
+        },
+        overrides.pop("image_processor", None),
+    )
+    width, heads = 32, 2
+    text_config = merge_config(
+        {
+            "model_type": "llama",
+                        "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "num_key_value_heads": heads,
+            "max_position_embeddings": 1024,
+            **tiny_token_ids(tokenizer),
+        },
+        overrides.pop("text_config", None),
+    )
+    vision_config = merge_config(
+        {
+            "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "image_size": tile,
+            "patch_size": patch,
+        },
+        overrides.pop("vision_config", None),
+    )
+    if variant == "idefics3":
+        from transformers import Idefics3Config as Config
+        from transformers import Idefics3ForConditionalGeneration as Model
+        from transformers import Idefics3ImageProcessorPil as ImageProcessor
+        from transformers import Idefics3Processor as Processor
+    else:
+        from transformers import SmolVLMConfig as Config
+        from transformers import SmolVLMForConditionalGeneration as Model
+        from transformers import SmolVLMImageProcessorPil as ImageProcessor
+
+        Processor = SmolVLMImageOnlyProcessor
+
+    processor = Processor(
+        ImageProcessor(**image_kwargs),
+        tokenizer,
+        image_seq_len=image_seq_len,
+        chat_template=tokenizer.chat_template,
+    )
+    config = Config(
+        text_config=text_config,
+        vision_config=vision_config,
+        scale_factor=scale,
+        image_token_id=tokenizer.image_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **overrides,
+    )
+    model = tiny_model(Model, config, seed, attn_implementation, tokenizer)
+    return model.eval(), processor

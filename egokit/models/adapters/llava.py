@@ -25,6 +25,7 @@ from egokit.models.adapters.base import (
     Adapter,
     ImageTokens,
     register_adapter,
+    register_tiny,
 )
 from egokit.models.adapters.common import (
     attention_stack,
@@ -32,9 +33,14 @@ from egokit.models.adapters.common import (
     feature_list,
     group_images,
     load_images,
+    merge_config,
     sizes_tensor,
     submodule,
+    tiny_layers,
+    tiny_model,
+    tiny_token_ids,
     to_model,
+    vlm_paths,
     without_private,
 )
 from egokit.models.geometry import (
@@ -44,6 +50,7 @@ from egokit.models.geometry import (
     processor_pixel_map,
     visible_box,
 )
+from egokit.models.text import TINY_WORDS, word_tokenizer
 
 
 @register_adapter
@@ -52,16 +59,10 @@ class LlavaAdapter(Adapter):
 
     family: ClassVar[str] = "llava"
     model_types: ClassVar[tuple[str, ...]] = ("llava",)
-    parts: ClassVar[tuple[str, ...]] = ("language", "vision")
-    default_part: ClassVar[str] = "language"
     capabilities: ClassVar[frozenset[str]] = frozenset({GENERATES_TEXT, SOFT_VISUAL_TOKENS, WRAPPABLE_VIT})
-    paths: ClassVar[dict[str, tuple[str, ...]]] = {
-        "vision": ("model.vision_tower", "vision_tower"),
-        "vision_blocks": ("model.vision_tower.vision_model.encoder.layers", "vision_tower.vision_model.encoder.layers"),
-        "projector": ("model.multi_modal_projector", "multi_modal_projector"),
-        "language": ("model.language_model", "language_model"),
-        "language_blocks": ("model.language_model.layers", "language_model.layers"),
-    }
+    paths: ClassVar[dict[str, tuple[str, ...]]] = vlm_paths(
+        vision="vision_tower", vision_blocks=("encoder.layers", "vision_model.encoder.layers"),
+        projector="multi_modal_projector", language="language_model")
 
     # -- structure -------------------------------------------------------------------------------------
     @property
@@ -204,3 +205,73 @@ class LlavaAdapter(Adapter):
         """Projector outputs per image, (N, D) each: the rows that fill the image-token positions."""
         out = self.model.get_image_features(pixel_values=inputs["pixel_values"], return_dict=True)
         return feature_list(out)
+
+
+# ---------------------------------------------------------------------------------------- tiny model
+
+
+@register_tiny("llava")
+def build_tiny_llava(
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+) -> tuple[Any, Any]:
+    """Tiny random LLaVA-1.5 with an offline word tokenizer.
+
+    CLIP vision tower (64×64, patch 8, class token) → `vision_feature_select_strategy="default"` drops the class
+    token → 64 image tokens per image; MLP projector; Llama decoder 2 layers × width 32. The image processor
+    resizes the shortest side to 64 and center-crops, like LLaVA-1.5's CLIP processor.
+
+    Build `(model, processor)`: `LlavaForConditionalGeneration` (fp32, eval mode) and a `LlavaProcessor`.
+
+    overrides: `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
+               keys set top-level config fields (e.g. `vision_feature_select_strategy="full"`).
+    """
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    patch, width = 8, 32
+    tokenizer = word_tokenizer(
+        TINY_WORDS, extra_special_tokens={"image_token": "<image>"}, model_max_length=1024
+    )
+    image_processor = CLIPImageProcessorPil(
+        **merge_config(
+            {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}},
+            overrides.pop("image_processor", None),
+        )
+    )
+    text_config = merge_config(
+        {
+            "model_type": "llama",
+            **tiny_layers(width),
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 1024,
+            **tiny_token_ids(tokenizer),
+        },
+        overrides.pop("text_config", None),
+    )
+    vision_config = merge_config(
+        {
+            "model_type": "clip_vision_model",
+            "image_size": image_size,
+            "patch_size": patch,
+            **tiny_layers(width),
+        },
+        overrides.pop("vision_config", None),
+    )
+    settings = {
+        "image_token_id": tokenizer.image_token_id,
+        "vision_feature_layer": -2,
+        "vision_feature_select_strategy": "default",
+        "projector_hidden_act": "gelu",
+        **overrides,
+    }
+    config = LlavaConfig(text_config=text_config, vision_config=vision_config, **settings)
+    model = tiny_model(LlavaForConditionalGeneration, config, seed, attn_implementation, tokenizer)
+    has_cls = vision_config["model_type"] == "clip_vision_model"
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=vision_config["patch_size"],
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        num_additional_image_tokens=1 if has_cls else 0,
+        chat_template=tokenizer.chat_template,
+    )
+    return model.eval(), processor

@@ -23,6 +23,7 @@ resize-to-fit arithmetic; boxes are clipped to the image.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar
 
@@ -32,11 +33,21 @@ from transformers.image_processing_utils import select_best_resolution
 from transformers.processing_utils import ProcessorMixin
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import ImageTokens, register_adapter
-from egokit.models.adapters.common import feature_list, group_images, load_images, to_model
+from egokit.models.adapters.base import ImageTokens, register_adapter, register_tiny
+from egokit.models.adapters.common import (
+    feature_list,
+    group_images,
+    load_images,
+    merge_config,
+    tiny_layers,
+    tiny_model,
+    tiny_token_ids,
+    to_model,
+)
 from egokit.models.adapters.llava import LlavaAdapter
 from egokit.models.geometry import PixelMap, grid_boxes
 from egokit.models.processors import PROCESSOR_CLASSES
+from egokit.models.text import TINY_WORDS, word_tokenizer
 
 
 class LlavaOnevisionImageOnlyProcessor(LlavaOnevisionProcessor):
@@ -303,3 +314,90 @@ class LlavaOnevisionAdapter(LlavaAdapter):
             return_dict=True,
         )
         return feature_list(out)
+
+
+# ---------------------------------------------------------------------------------------- tiny model
+
+
+TINY_PINPOINTS = [[64, 64], [64, 128], [128, 64], [128, 128], [64, 192], [192, 64], [256, 256]]
+
+
+
+
+@register_tiny("llava_onevision")
+def build_tiny_llava_onevision(
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+) -> tuple[Any, Any]:
+    """Tiny random LLaVA-OneVision with an offline word tokenizer.
+
+    SigLIP vision tower (64×64 tiles, patch 8, no class token, `vision_feature_select_strategy="full"`) → 64
+    tokens per tile; Qwen2 decoder 2 layers × width 32. Grid pinpoints up to 256×256 (4×4 tiles), so a large
+    image exercises the `anyres_max_9` downsampling and a non-square one the unpadding.
+
+    Build `(model, processor)`: `LlavaOnevisionForConditionalGeneration` (fp32, eval mode) and an
+    image-only OneVision processor.
+
+    overrides: `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
+               keys set top-level config fields (e.g. `image_grid_pinpoints`, `vision_aspect_ratio`).
+    """
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+
+    patch, width = 8, 32
+    tokenizer = word_tokenizer(
+        TINY_WORDS,
+        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+        model_max_length=4096,
+    )
+    settings = {
+        "image_token_id": tokenizer.image_token_id,
+        "video_token_id": tokenizer.video_token_id,
+        "vision_feature_layer": -1,
+        "vision_feature_select_strategy": "full",
+        "image_grid_pinpoints": copy.deepcopy(TINY_PINPOINTS),
+        "vision_aspect_ratio": "anyres_max_9",
+        **overrides,
+    }
+    image_processor = LlavaOnevisionImageProcessorPil(
+        **merge_config(
+            {
+                "size": {"height": image_size, "width": image_size},
+                "image_grid_pinpoints": copy.deepcopy(settings["image_grid_pinpoints"]),
+            },
+            settings.pop("image_processor", None),
+        )
+    )
+    text_config = merge_config(
+        {
+            "model_type": "qwen2",
+            **tiny_layers(width),
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            **tiny_token_ids(tokenizer),
+        },
+        settings.pop("text_config", None),
+    )
+    vision_config = merge_config(
+        {
+            "model_type": "siglip_vision_model",
+            "image_size": image_size,
+            "patch_size": patch,
+            **tiny_layers(width),
+        },
+        settings.pop("vision_config", None),
+    )
+    config = LlavaOnevisionConfig(text_config=text_config, vision_config=vision_config, **settings)
+    model = tiny_model(LlavaOnevisionForConditionalGeneration, config, seed, attn_implementation, tokenizer)
+    side = image_size // vision_config["patch_size"]
+    processor = LlavaOnevisionImageOnlyProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        num_image_tokens=side * side,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        chat_template=tokenizer.chat_template,
+        vision_aspect_ratio=config.vision_aspect_ratio,
+    )
+    return model.eval(), processor

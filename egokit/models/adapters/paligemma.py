@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import GENERATES_TEXT, ImageTokens, register_adapter
-from egokit.models.adapters.common import feature_list
+from egokit.models.adapters.base import GENERATES_TEXT, ImageTokens, register_adapter, register_tiny
+from egokit.models.adapters.common import feature_list, merge_config, tiny_model, tiny_token_ids, vlm_paths
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
+from egokit.models.text import TINY_WORDS, word_tokenizer
 
 
 @register_adapter
@@ -31,19 +32,12 @@ class PaliGemmaAdapter(VLMAdapter):
 
     family = "paligemma"
     model_types = ("paligemma",)
-    parts = ("language", "vision")
-    default_part = "language"
-
     #: no SOFT_VISUAL_TOKENS: its images must come first, before any text, in a bidirectional prefix, so
     #: visual tokens placed between text pieces are read causally and the model cannot use them
     capabilities = frozenset({GENERATES_TEXT})
-    paths = {
-        "vision": ("model.vision_tower", "vision_tower"),
-        "vision_blocks": ("model.vision_tower.vision_model.encoder.layers", "vision_tower.vision_model.encoder.layers"),
-        "projector": ("model.multi_modal_projector", "multi_modal_projector"),
-        "language": ("model.language_model", "language_model"),
-        "language_blocks": ("model.language_model.layers", "language_model.layers"),
-    }
+    paths = vlm_paths(
+        vision="vision_tower", vision_blocks=("encoder.layers", "vision_model.encoder.layers"),
+        projector="multi_modal_projector", language="language_model")
 
     # -- structure -------------------------------------------------------------------------------------
 
@@ -128,3 +122,87 @@ class PaliGemmaAdapter(VLMAdapter):
         if pixel_values is None:
             return []
         return feature_list(self.base.get_image_features(pixel_values=pixel_values))
+
+
+# ---------------------------------------------------------------------------------------- tiny model
+
+
+@register_tiny("paligemma")
+def build_tiny_paligemma(
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+) -> tuple[Any, Any]:
+    """Tiny random PaliGemma with an offline tokenizer.
+
+    SigLIP-style vision tower on 64×64 inputs with patch 8: every image is 8×8 = 64 image tokens, placed first in
+    the prompt. The PaliGemma processor adds its 1152 `<locXXXX>`/`<segXXX>` tokens to the tokenizer; the model's
+    vocabulary covers them, so every id the tokenizer can produce has an embedding.
+
+    Build `(model, processor)`: Gemma text model 2×32 (head_dim 16), vision 2×32, fp32, eval mode.
+
+    image_size: the vision tower's square input (patch 8), so `(image_size/8)²` image tokens per image.
+    overrides:  `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
+                keys set top-level config fields.
+    """
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+    )
+
+    patch = 8
+    # No bos from the tokenizer: the PaliGemma processor writes bos itself, after the image tokens.
+    tokenizer = word_tokenizer(
+        TINY_WORDS, extra_special_tokens={"image_token": "<image>"}, add_bos=False, model_max_length=1024
+    )
+    image_processor = SiglipImageProcessorPil(
+        **merge_config(
+            {
+                "size": {"height": image_size, "width": image_size},
+                "image_seq_length": (image_size // patch) ** 2,
+            },
+            overrides.pop("image_processor", None),
+        )
+    )
+    processor = PaliGemmaProcessor(image_processor, tokenizer)  # adds the location/segmentation tokens
+
+    width, heads = 32, 2
+    text_config = merge_config(
+        {
+            "model_type": "gemma",
+            "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "num_key_value_heads": 1,
+            "head_dim": width // heads,
+            "max_position_embeddings": 512,
+            **tiny_token_ids(tokenizer),
+        },
+        overrides.pop("text_config", None),
+    )
+    vision_config = merge_config(
+        {
+            "model_type": "siglip_vision_model",
+            "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "image_size": image_size,
+            "patch_size": patch,
+            "vision_use_head": False,
+        },
+        overrides.pop("vision_config", None),
+    )
+    config = PaliGemmaConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_index=tokenizer.image_token_id,
+        vocab_size=len(tokenizer),
+        projection_dim=text_config["hidden_size"],
+        hidden_size=text_config["hidden_size"],
+        pad_token_id=tokenizer.pad_token_id,
+        **overrides,
+    )
+    model = tiny_model(PaliGemmaForConditionalGeneration, config, seed, attn_implementation, tokenizer)
+    return model.eval(), processor

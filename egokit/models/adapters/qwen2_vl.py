@@ -15,12 +15,51 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
+from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import GENERATES_TEXT, SOFT_VISUAL_TOKENS, ImageTokens, register_adapter
-from egokit.models.adapters.common import feature_list
+from egokit.models.adapters.base import (
+    GENERATES_TEXT,
+    SOFT_VISUAL_TOKENS,
+    ImageTokens,
+    register_adapter,
+    register_tiny,
+)
+from egokit.models.adapters.common import feature_list, merge_config, tiny_model, tiny_token_ids, vlm_paths
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
+from egokit.models.processors import PROCESSOR_CLASSES, StockNameMixin
+from egokit.models.text import TINY_WORDS, word_tokenizer
+
+
+class _ImageOnly:
+    """The processors' `__init__` without a video processor (images and text only)."""
+
+    def __init__(
+        self,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)  # type: ignore[call-arg]
+
+
+class Qwen2VLImageOnlyProcessor(StockNameMixin, _ImageOnly, Qwen2VLProcessor):
+    """`Qwen2VLProcessor` without the video processor (images and text only)."""
+
+    stock_class_name = "Qwen2VLProcessor"
+
+
+class Qwen2_5_VLImageOnlyProcessor(StockNameMixin, _ImageOnly, Qwen2_5_VLProcessor):
+    """`Qwen2_5_VLProcessor` without the video processor (images and text only)."""
+
+    stock_class_name = "Qwen2_5_VLProcessor"
+
+
+PROCESSOR_CLASSES["qwen2_vl"] = Qwen2VLImageOnlyProcessor
+PROCESSOR_CLASSES["qwen2_5_vl"] = Qwen2_5_VLImageOnlyProcessor
 
 
 @register_adapter
@@ -29,18 +68,13 @@ class Qwen2VLAdapter(VLMAdapter):
 
     family = "qwen2_vl"
     model_types = ("qwen2_vl", "qwen2_5_vl")
-    parts = ("language", "vision")
-    default_part = "language"
-
     capabilities = frozenset({GENERATES_TEXT, SOFT_VISUAL_TOKENS})
     rope = "mrope"
     #: the projector is the patch merger: its output rows are the image tokens' input embeddings
     paths = {
-        "vision": ("model.visual", "visual"),
-        "vision_blocks": ("model.visual.blocks", "visual.blocks"),
-        "projector": ("model.visual.merger", "visual.merger"),
-        "language": ("model.language_model", "language_model"),
-        "language_blocks": ("model.language_model.layers", "language_model.layers"),
+        **vlm_paths(vision="visual", vision_blocks=("blocks",), projector="visual.merger", language="language_model"),
+        #: the module that owns `get_rope_index` (M-RoPE positions of a token sequence with images)
+        "rope_index": ("model",),
     }
     block_paths = {"attention": ("attn",)}
 
@@ -149,3 +183,130 @@ class Qwen2VLAdapter(VLMAdapter):
             return []
         out = self.base.get_image_features(pixel_values=pixel_values, image_grid_thw=inputs["image_grid_thw"])
         return feature_list(out)
+
+
+# ---------------------------------------------------------------------------------------- tiny model
+
+
+TINY_SPECIAL = {
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "vision_start_token": "<|vision_start|>",
+    "vision_end_token": "<|vision_end|>",
+}
+
+TINY_VARIANTS = ("qwen2_vl", "qwen2_5_vl")
+
+
+
+
+@register_tiny("qwen2_vl")
+def build_tiny_qwen2_vl(
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    *,
+    variant: str = "qwen2_vl",
+    min_pixels: int = 32 * 32,
+    max_pixels: int = 64 * 64,
+    **overrides: Any,
+) -> tuple[Any, Any]:
+    """Tiny random Qwen2-VL / Qwen2.5-VL with an offline tokenizer and an image-only processor.
+
+    Patch 8, merge 2: a 64×64 image becomes an 8×8 patch grid and 4×4 = 16 language-model tokens. Images of other
+    sizes are resized by `smart_resize` (multiples of 16 pixels, between `min_pixels` and `max_pixels`).
+
+    Build `(model, processor)`: 2 text layers of width 32, 2 vision layers, the tiny word vocabulary,
+    fp32, eval mode.
+
+    variant:     "qwen2_vl" or "qwen2_5_vl".
+    min_pixels, max_pixels: the image processor's pixel-count bounds (`smart_resize`).
+    overrides:   `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
+                 keys set top-level config fields.
+    """
+    if variant not in TINY_VARIANTS:
+        raise ValueError(f"unknown Qwen2-VL variant {variant!r}; choose one of {', '.join(TINY_VARIANTS)}")
+    from transformers import Qwen2VLImageProcessorPil
+
+    tokenizer = word_tokenizer(
+        TINY_WORDS,
+        extra_special_tokens=TINY_SPECIAL,
+        image_placeholder=TINY_SPECIAL["vision_start_token"]
+        + TINY_SPECIAL["image_token"]
+        + TINY_SPECIAL["vision_end_token"],
+        model_max_length=1024,
+    )
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in TINY_SPECIAL.items()}
+    patch, merge = 8, 2
+
+    image_processor = Qwen2VLImageProcessorPil(
+        **merge_config(
+            {
+                "patch_size": patch,
+                "merge_size": merge,
+                "temporal_patch_size": 2,
+                "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels},
+            },
+            overrides.pop("image_processor", None),
+        )
+    )
+    processor_cls = Qwen2VLImageOnlyProcessor if variant == "qwen2_vl" else Qwen2_5_VLImageOnlyProcessor
+    processor = processor_cls(image_processor, tokenizer, chat_template=tokenizer.chat_template)
+
+    width, heads = 32, 2
+    text_config = merge_config(
+        {
+                        "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "num_key_value_heads": heads,
+            "max_position_embeddings": 512,
+            # head_dim 16 -> 8 rotary frequencies split over (temporal, height, width)
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            **tiny_token_ids(tokenizer),
+        },
+        overrides.pop("text_config", None),
+    )
+    vision_common = {
+        "depth": 2,
+        "num_heads": heads,
+        "patch_size": patch,
+        "spatial_merge_size": merge,
+        "temporal_patch_size": 2,
+        "in_channels": 3,
+    }
+    if variant == "qwen2_vl":
+        from transformers import Qwen2VLConfig as Config
+        from transformers import Qwen2VLForConditionalGeneration as Model
+
+        vision_config = {
+            **vision_common,
+            "embed_dim": width,
+            "hidden_size": text_config["hidden_size"],
+            "mlp_ratio": 2,
+        }
+    else:
+        from transformers import Qwen2_5_VLConfig as Config
+        from transformers import Qwen2_5_VLForConditionalGeneration as Model
+
+        vision_config = {
+            **vision_common,
+            "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "out_hidden_size": text_config["hidden_size"],
+            "window_size": 2 * patch * merge,  # windows of 2×2 merged tokens
+            "fullatt_block_indexes": [1],
+        }
+    vision_config = merge_config(vision_config, overrides.pop("vision_config", None))
+
+    config = Config(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids["image_token"],
+        video_token_id=ids["video_token"],
+        vision_start_token_id=ids["vision_start_token"],
+        vision_end_token_id=ids["vision_end_token"],
+        **overrides,
+    )
+    model = tiny_model(Model, config, seed, attn_implementation, tokenizer)
+    return model.eval(), processor
