@@ -1,9 +1,15 @@
 """Saving and loading results: one `.safetensors` file holding the tensors, with the rest as JSON in its
 metadata. No pickle anywhere; writes are atomic; anything damaged, truncated, foreign or of another format
-version is a `MemoryFileError` that says what to do, never a crash or silent garbage."""
+version is a `MemoryFileError` that says what to do, never a crash or silent garbage.
+
+Every file carries a SHA-256 digest of its JSON and of every tensor's name, dtype, shape and bytes (the same
+digest as Ego's memory banks), checked on load: a flipped byte or an edited document is refused. Files saved
+before results carried a digest (no "sha256" in their metadata) still load, with the other checks only.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,39 +22,84 @@ from egokit.files import write_bytes_atomic
 from egokit.viz.png import ReprPNG
 
 META_KEY = "egokit"
+DIGEST_KEY = "sha256"
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().contiguous().reshape(-1)
+    return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+def content_digest(text: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a file's JSON `text` and of every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256(text.encode("utf-8"))
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"\n{name}:{str(t.dtype)}:{tuple(t.shape)}\n".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+
+def owned_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` detached, on the CPU and contiguous, each with storage of its own: a tensor sharing memory
+    with one before it (a view, or the same tensor under two names, e.g. after `dataclasses.replace`) is
+    copied, which safetensors requires."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if t.numel() and ptr in seen:
+            t = t.clone()
+            ptr = t.untyped_storage().data_ptr()
+        if t.numel():
+            seen.add(ptr)
+        out[name] = t
+    return out
 
 
 def save_result(path: str | os.PathLike[str], kind: str, version: int, tensors: dict[str, torch.Tensor],
                 meta: dict[str, Any]) -> Path:
-    """Write `tensors` and JSON-able `meta` to one safetensors file at `path`, atomically."""
+    """Write `tensors` and JSON-able `meta` to one safetensors file at `path`, atomically, with its digest."""
     from safetensors.torch import save
 
     document = {"kind": kind, "version": version, **meta}
-    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-                metadata={META_KEY: json.dumps(document)})
+    text = json.dumps(document)
+    tensors = owned_tensors(tensors)
+    data = save(tensors, metadata={META_KEY: text, DIGEST_KEY: content_digest(text, tensors)})
     return write_bytes_atomic(path, data)
 
 
 def load_result(path: str | os.PathLike[str], kind: str, version: int,
                 what: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a file written by `save_result`; check it is a `kind` file of format `version`.
+    """Read a file written by `save_result`; check its digest and that it is a `kind` file of format `version`.
 
     `what` names the kind in messages ("LoRSU evaluation"); by default the kind with spaces.
     Returns (tensors, meta). Raises `MemoryFileError` naming the problem for a missing, unreadable,
-    truncated or tampered file, a file of another kind, or another format version.
+    truncated or tampered file, a file of another kind, or another format version. A file without a digest
+    (saved before results had one) is read with the other checks.
     """
     from safetensors import safe_open
 
     path = Path(path)
     what = what or kind.replace("_", " ")
     if not path.is_file():
-        raise MemoryFileError(f"{path} does not exist or is not a file")
+        raise MemoryFileError(f"{path} does not exist or is not a file; pass a file written by .save()")
     try:
         with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {}).get(META_KEY, "null"))
+            metadata = dict(fh.metadata() or {})
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as e:  # noqa: BLE001 - any decoding failure means a damaged file
         raise MemoryFileError(f"{path} is not a readable {what} file ({type(e).__name__}: {e}); re-create it") from None
+    text = metadata.get(META_KEY)
+    digest = metadata.get(DIGEST_KEY)
+    if digest is not None and (not isinstance(text, str) or content_digest(text, tensors) != digest):
+        raise MemoryFileError(f"{path} does not match its checksum: it was corrupted or edited after it was saved; "
+                              f"re-create the {what} or restore the file from a copy")
+    try:
+        meta = json.loads(text) if isinstance(text, str) else None
+    except ValueError as e:
+        raise MemoryFileError(f"{path} is not a readable {what} file (its JSON is damaged: {e}); re-create it") from None
     if not isinstance(meta, dict) or meta.get("kind") != kind:
         found = meta.get("kind") if isinstance(meta, dict) else None
         raise MemoryFileError(f"{path} is not a {what} file" + (f" (it holds a {found})" if found else ""))
@@ -110,7 +161,9 @@ class Result(ReprPNG):
         tensors, meta = load_result(path, cls.FILE_KIND, cls.FILE_VERSION, cls.FILE_WHAT)
         try:
             return cls._from_file(tensors, meta)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except MemoryFileError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a field of the wrong type or shape (edited JSON): the file is bad
             what = cls.FILE_WHAT or cls.FILE_KIND.replace("_", " ")
             raise MemoryFileError(f"{path} is not a complete {what} file ({type(e).__name__}: {e}); "
                                   "re-create it") from None
@@ -156,4 +209,5 @@ class MetricsEvaluation(Evaluation):
         return f"{type(self).__name__}({self._metrics!r})"
 
 
-__all__ = ["META_KEY", "Evaluation", "MetricsEvaluation", "Result", "flat_metrics", "load_result", "save_result"]
+__all__ = ["DIGEST_KEY", "META_KEY", "Evaluation", "MetricsEvaluation", "Result", "content_digest", "flat_metrics",
+           "load_result", "owned_tensors", "save_result"]

@@ -15,6 +15,13 @@ columns. With ``grad=True`` the selected rows of the attention output are re-exp
 all other rows keep the fast path. On exit (also on errors) the configs get their original
 implementation back, so the model's outputs afterwards are bit-identical to before.
 
+The switch goes through transformers' public `set_attn_implementation` of the sub-model that owns the config
+(when the capture was given a model or a `LoadedModel`); for a bare list of attention modules, whose model
+the engine cannot see, through the config's `_attn_implementation` property, which every transformers
+attention layer reads. Captures may nest and may exit in any order: a config stays switched while any
+capture uses it and gets its own implementation back when the last one exits; the ``egokit:*`` functions
+are unregistered when no capture is left.
+
 Cost: one (rows × keys) score block per captured layer and head, instead of layers × heads × N².
 """
 
@@ -29,7 +36,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AttentionInterface
+from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -40,6 +47,22 @@ PREFIX = "egokit:"
 # module -> the _Recorder capturing it (a module is captured by at most one recorder at a time)
 _ACTIVE: dict[nn.Module, _Recorder] = {}
 _LOCK = threading.RLock()
+
+
+@dataclass
+class _Switched:
+    """A config switched to an ``egokit:*`` implementation, and how many open captures use it."""
+
+    config: Any
+    owner: nn.Module | None  # the PreTrainedModel whose config it is, when the capture knows the model
+    original: str | None
+    users: int = 0
+
+
+# id(config) -> its switch (configs are not hashable; the entry holds the config, so its id stays valid)
+_SWITCHED: dict[int, _Switched] = {}
+# the ``egokit:*`` names this module registered with transformers (removed again when no capture is left)
+_REGISTERED: set[str] = set()
 
 
 # ------------------------------------------------------------------------------------------ registration
@@ -78,17 +101,113 @@ def _ensure_registered(impl: str) -> str:
     if impl.startswith(PREFIX):
         return impl
     name = PREFIX + impl
-    if name not in AttentionInterface._global_mapping:
+    if name not in ALL_ATTENTION_FUNCTIONS:
         if impl != "eager" and impl not in ALL_ATTENTION_FUNCTIONS:
             raise CaptureError(
                 f"attention backend {impl!r} is not one the kit can wrap; load the model with "
                 'attn_implementation="sdpa" (or "eager")'
             )
         AttentionInterface.register(name, _make_attention_function(impl))
-        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(impl)
+        _REGISTERED.add(name)
+        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS.get(impl)
         if mask_fn is not None:
             AttentionMaskInterface.register(name, mask_fn)
     return name
+
+
+def _unregister_all() -> None:
+    """Remove every ``egokit:*`` function this module registered (transformers has no public unregister)."""
+    for name in _REGISTERED:
+        AttentionInterface._global_mapping.pop(name, None)
+        AttentionMaskInterface._global_mapping.pop(name, None)
+    _REGISTERED.clear()
+
+
+def registered_names() -> list[str]:
+    """The ``egokit:*`` attention implementations registered with transformers right now."""
+    return sorted(name for name in ALL_ATTENTION_FUNCTIONS if name.startswith(PREFIX))
+
+
+# ------------------------------------------------------------------------------------------ switching
+
+
+def _implementation(config: Any) -> str | None:
+    """The attention implementation `config` asks for (the property every transformers attention reads)."""
+    return config._attn_implementation
+
+
+def _set_implementation(config: Any, owner: nn.Module | None, impl: str | None) -> None:
+    """Make `config` use `impl`, through the owning model's public `set_attn_implementation` if known."""
+    if owner is not None and impl is not None and not getattr(config, "sub_configs", None):
+        try:
+            owner.set_attn_implementation(impl)
+        except (ValueError, ImportError, OSError) as e:
+            raise CaptureError(
+                f"transformers refused to switch {type(owner).__name__} to {impl!r} ({e}); load the model with "
+                'attn_implementation="sdpa" (or "eager") to capture it'
+            ) from e
+    if _implementation(config) != impl:
+        # No model to ask (a bare list of modules), or the model declined: set the config's own property.
+        _set_property(config, impl)
+
+
+def _set_property(config: Any, impl: str | None) -> None:
+    """Set the implementation of `config` alone (a dict leaves its sub-configs as they are)."""
+    config._attn_implementation = {"": impl} if getattr(config, "sub_configs", None) else impl
+
+
+def _owners(root: nn.Module | None) -> dict[int, nn.Module]:
+    """id(config) -> the outermost PreTrainedModel inside `root` that holds that config."""
+    owners: dict[int, nn.Module] = {}
+    if root is not None:
+        for module in root.modules():  # pre-order: an outer model comes before the models inside it
+            if isinstance(module, PreTrainedModel):
+                owners.setdefault(id(module.config), module)
+    return owners
+
+
+def _switch(configs: list[Any], owners: dict[int, nn.Module]) -> list[_Switched]:
+    """Take one use of each config's switch (switching it on first use); returns the entries taken."""
+    taken: list[_Switched] = []
+    try:
+        for config in configs:
+            entry = _SWITCHED.get(id(config))
+            if entry is None:
+                current = _implementation(config)
+                # a config still named egokit:* (left so by something else) gets its real backend back on exit
+                original = current.removeprefix(PREFIX) if isinstance(current, str) else current
+                name = _ensure_registered(original or "eager")
+                entry = _Switched(config=config, owner=owners.get(id(config)), original=original)
+                _SWITCHED[id(config)] = entry
+                entry.users += 1
+                taken.append(entry)
+                _set_implementation(config, entry.owner, name)
+            else:
+                entry.users += 1
+                taken.append(entry)
+    except BaseException:
+        _release(taken)
+        raise
+    return taken
+
+
+def _release(taken: list[_Switched]) -> None:
+    """Give back the uses in `taken`; a config whose last use this was gets its own implementation back."""
+    errors: list[BaseException] = []
+    for entry in reversed(taken):
+        entry.users -= 1
+        if entry.users > 0:
+            continue
+        _SWITCHED.pop(id(entry.config), None)
+        try:
+            _set_implementation(entry.config, entry.owner, entry.original)
+        except BaseException as e:  # restore the other configs before reporting it
+            _set_property(entry.config, entry.original)
+            errors.append(e)
+    if not _SWITCHED:
+        _unregister_all()
+    if errors:
+        raise errors[0]
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -334,10 +453,11 @@ def _mask_rows(module: nn.Module, mask: torch.Tensor | None, rows: torch.Tensor,
 # ------------------------------------------------------------------------------------------ public API
 
 
-def _resolve_modules(target: Any, part: str | None) -> tuple[str, list[nn.Module]]:
-    """Attention modules (index = layer) of one stack of `target` (LoadedModel, model, or module list)."""
+def _resolve_modules(target: Any, part: str | None) -> tuple[str, list[nn.Module], nn.Module | None]:
+    """Attention modules (index = layer) of one stack of `target` (LoadedModel, model, or module list), and
+    the model they belong to (None for a bare list)."""
     if isinstance(target, (list, tuple)):
-        return part or "custom", list(target)
+        return part or "custom", list(target), None
     adapter = getattr(target, "adapter", None)
     if adapter is None:
         from egokit.models.adapters import adapter_for
@@ -353,7 +473,8 @@ def _resolve_modules(target: Any, part: str | None) -> tuple[str, list[nn.Module
     part = part or adapter.default_part
     if part not in adapter.parts:
         raise CaptureError(f"{adapter.family} has no {part!r} part; choose one of {', '.join(adapter.parts)}")
-    return part, list(adapter.attention_modules(part))
+    root = getattr(adapter, "model", None)
+    return part, list(adapter.attention_modules(part)), root if isinstance(root, nn.Module) else None
 
 
 @contextmanager
@@ -371,7 +492,7 @@ def capture(target: Any, layers: Sequence[int] | None = None, queries: Any = Non
 
     Yields a `Captured`; its `attentions` fill in as the model runs inside the block.
     """
-    part_name, modules = _resolve_modules(target, part)
+    part_name, modules, root = _resolve_modules(target, part)
     if not modules:
         raise CaptureError(f"no attention modules found for part {part_name!r}")
     n = len(modules)
@@ -386,44 +507,37 @@ def capture(target: Any, layers: Sequence[int] | None = None, queries: Any = Non
     configs: dict[int, Any] = {}
     for module in layer_of:
         config = getattr(module, "config", None)
-        if config is None or not hasattr(config, "_attn_implementation_internal"):
+        if config is None or not hasattr(config, "_attn_implementation"):
             raise CaptureError(f"{type(module).__name__} has no transformers config; cannot capture it")
         configs[id(config)] = config
 
-    saved: list[tuple[Any, str]] = []
     with _LOCK:
         busy = [m for m in layer_of if m in _ACTIVE]
         if busy:
             raise CaptureError("these attention modules are already being captured (nested capture of the "
                                "same layers is not supported)")
+        taken = _switch(list(configs.values()), _owners(root))
         try:
-            for config in configs.values():
-                impl = config._attn_implementation_internal or "eager"
-                saved.append((config, config._attn_implementation_internal))
-                recorder.result.backends.append(impl)
-                config._attn_implementation_internal = _ensure_registered(impl)
+            recorder.result.backends.extend(entry.original or "eager" for entry in taken)
             for module in layer_of:
                 _ACTIVE[module] = recorder
         except BaseException:
-            _restore(saved, layer_of)
+            for module in layer_of:
+                _ACTIVE.pop(module, None)
+            _release(taken)
             raise
     try:
         yield recorder.result
     finally:
         with _LOCK:
-            _restore(saved, layer_of)
+            for module in layer_of:
+                _ACTIVE.pop(module, None)
+            _release(taken)
     recorder.check_complete()
     missing = [layer for layer in chosen if layer not in recorder.result.calls]
     if missing and recorder.result.calls:
-        names = {getattr(c, "_attn_implementation_internal", "?") for c, _ in saved}
-        raise CaptureError(f"layers {missing} ran no attention through a capturable backend ({names})")
-
-
-def _restore(saved: list[tuple[Any, str]], layer_of: dict[nn.Module, int]) -> None:
-    for config, impl in reversed(saved):
-        config._attn_implementation_internal = impl
-    for module in layer_of:
-        _ACTIVE.pop(module, None)
+        raise CaptureError(f"layers {missing} ran no attention through a capturable backend "
+                           f"({', '.join(sorted(set(recorder.result.backends)))})")
 
 
 def require_attentions(attentions: Any, backend: str | None = None) -> tuple[torch.Tensor, ...]:

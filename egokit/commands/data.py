@@ -13,8 +13,10 @@ from egokit.commands.registry import command
 def data_commands(actions: argparse._SubParsersAction) -> None:
     q = actions.add_parser("sample", help="write N scenes as PNG files plus one JSON file of ground truth")
     options.seed(q)
-    q.add_argument("--n", type=int, default=8)
-    q.add_argument("--size", type=int, default=64, help="image side in pixels")
+    # --n and --size are whole numbers here; their ranges (which depend on ShapesWorld, not imported
+    # here so that `egokit --help` stays light) are checked by `write_samples` before it writes anything
+    q.add_argument("--n", type=int, default=8, help="how many scenes")
+    q.add_argument("--size", type=int, default=64, help="image side in pixels (a multiple of 8)")
     q.add_argument("--out", required=True, help="output folder")
     q.set_defaults(func=_sample)
 

@@ -24,17 +24,6 @@ BUDGET = 0.2
 TITLE = "Ego: personal concepts as a few attention-selected visual tokens"
 
 
-def budget_arg(text: str) -> int | float:
-    """A budget on the command line: "13" is a token count, "0.2" a share of the tokens."""
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"budget must be a count (13) or a share (0.2), got {text!r}") from None
-
-
 def run_eval(args: argparse.Namespace) -> EgoEvaluation:
     from egokit import load
     from egokit.methods.ego import evaluate
@@ -54,17 +43,19 @@ def _bank(path: Path, model: Any) -> Any:
 
 def run_remember(args: argparse.Namespace) -> dict[str, Any]:
     from egokit import load
-    from egokit.methods.ego import remember
+    from egokit.files import write_bytes_atomic
+    from egokit.methods.ego import MemoryBank, remember
+    from egokit.viz.png import to_png_bytes
 
     model = load(args.model, device=args.device)
     bank_path = Path(args.bank).expanduser()
-    bank = _bank(bank_path, model)
+    _bank(bank_path, model)  # a bank made for another model fails here, before any work
     memory = remember(model, list(args.images), args.name, budget=args.budget, selection=args.selection,
-                      keywords=args.keywords.split() if args.keywords else None, dynamic_budget=args.dynamic)
-    bank.add(memory)
-    bank.save(bank_path)
+                      keywords=args.keywords, dynamic_budget=args.dynamic)
+    # read-modify-write under the bank's lock: concurrent runs on one bank keep every concept
+    bank = MemoryBank.update(bank_path, model, lambda b: b.add(memory))
     if args.out:
-        memory.to_image().save(args.out)
+        write_bytes_atomic(Path(args.out), to_png_bytes(memory.to_image()))
     return {"bank": str(bank_path), "concepts": bank.names, "memory": memory.to_dict()}
 
 
@@ -105,8 +96,9 @@ def ego_commands(actions: argparse._SubParsersAction) -> None:
     options.model(q, MODEL, "a VLM")
     options.device(q)
     options.seed(q, help="which held-out concepts, names and query scenes")
-    q.add_argument("--concepts", type=int, default=16, help="held-out concepts to evaluate")
-    q.add_argument("--budget", type=budget_arg, default=0.2, help="tokens kept per view: a share (0.2) or a count (13)")
+    q.add_argument("--concepts", type=options.count(), default=16, help="held-out concepts to evaluate")
+    q.add_argument("--budget", type=options.budget, default=0.2,
+                   help="tokens kept per view: a share in (0, 1] (0.2) or a count (13)")
     options.threads(q)
     options.json_flag(q)
     q.set_defaults(func=_eval)
@@ -116,11 +108,12 @@ def ego_commands(actions: argparse._SubParsersAction) -> None:
     q.add_argument("--bank", required=True, help="memory bank file (created if missing)")
     options.model(q, MODEL, "a VLM")
     options.device(q)
-    q.add_argument("--budget", type=budget_arg, default=0.2, help="tokens kept per view: a share or a count")
+    q.add_argument("--budget", type=options.budget, default=0.2, help="tokens kept per view: a share or a count")
     q.add_argument("--selection", default="ego", choices=["ego", "uniform", "random", "all", "keywords"])
-    q.add_argument("--keywords", default=None, help="use these words instead of the model's description (quote them)")
+    q.add_argument("--keywords", type=options.words, default=None,
+                   help="use these words instead of the model's description (quote them; not empty)")
     q.add_argument("--dynamic", action="store_true", help="budget from the model's coverage answer (capped)")
-    q.add_argument("--out", default=None, help="write a PNG of the kept tokens on each view")
+    q.add_argument("--out", default=None, type=options.output_file(".png"), help="write a PNG of the kept tokens on each view")
     options.json_flag(q)
     q.set_defaults(func=_remember)
     q = actions.add_parser("ask", help="ask about an image (or frames) with a memory bank's concepts in context")
@@ -129,7 +122,7 @@ def ego_commands(actions: argparse._SubParsersAction) -> None:
     q.add_argument("--bank", required=True, help="memory bank file written by `egokit ego remember`")
     options.model(q, MODEL, "a VLM")
     options.device(q)
-    q.add_argument("--max-new-tokens", type=int, default=24)
+    q.add_argument("--max-new-tokens", type=options.count(), default=24)
     options.json_flag(q)
     q.set_defaults(func=_ask)
 
@@ -222,4 +215,4 @@ def ego_section(ctx: TourContext) -> Section:
     )
 
 
-__all__ = ["budget_arg", "ego_section", "run_ask", "run_eval", "run_remember", "summary_lines"]
+__all__ = ["ego_section", "run_ask", "run_eval", "run_remember", "summary_lines"]

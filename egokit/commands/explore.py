@@ -16,8 +16,8 @@ def explore_command(p: argparse.ArgumentParser) -> None:
     options.model(p, "micro-vlm", "a VLM")
     options.device(p)
     p.add_argument("--word", default=None, help="the generated word to picture (default: the first content word)")
-    p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--out", default=None, help="write a PNG strip: image, attention, rollout, gradient")
+    p.add_argument("--max-new-tokens", type=options.count(), default=20)
+    p.add_argument("--out", default=None, type=options.output_file(".png"), help="write a PNG strip: image, attention, rollout, gradient")
     options.json_flag(p)
     p.set_defaults(func=_run)
 

@@ -68,14 +68,15 @@ def misalign_commands(actions: argparse._SubParsersAction) -> None:
     q.add_argument("caption", help="the caption to check (quote it)")
     options.model(q, DEFAULT_MODEL, "a CLIP/SigLIP")
     options.device(q)
-    q.add_argument("--layers", type=int, default=None,
+    q.add_argument("--layers", type=options.count(), default=None,
                    help="last text layers to attribute (default: the model's calibrated number, else 3)")
-    q.add_argument("--eps", type=float, default=None, help="flag words scoring below this (default: calibrated)")
+    q.add_argument("--eps", type=options.number, default=None, help="flag words scoring below this (default: calibrated; write a negative one in "
+                        "exponent form as --eps=-7.35e-4)")
     q.add_argument("--variant", default="signed",
                    choices=["signed", "clamped", "positive_only", "chefer", "captum"])
     q.add_argument("--template", default=None, help='text before the caption (default: "A photo depicts ")')
     q.add_argument("--truncate", action="store_true", help="cut an over-long caption instead of failing")
-    q.add_argument("--out", default=None, help="write a PNG: the image with a word's heatmap over the caption")
+    q.add_argument("--out", default=None, type=options.output_file(".png"), help="write a PNG: the image with a word's heatmap over the caption")
     q.add_argument("--word", default=None, help="the word whose heatmap --out shows (default: most negative)")
     options.json_flag(q)
     q.set_defaults(func=_score)
@@ -83,9 +84,10 @@ def misalign_commands(actions: argparse._SubParsersAction) -> None:
     options.model(q, DEFAULT_MODEL, "a CLIP/SigLIP")
     options.device(q)
     options.seed(q, help="ShapesWorld seed (test split; ε from the val split)")
-    q.add_argument("--n", type=int, default=200, help="scenes (foil pairs and multi-error captions)")
-    q.add_argument("--eps", type=float, default=None, help="use this eps instead of calibrating it")
-    q.add_argument("--layers", type=int, default=None,
+    q.add_argument("--n", type=options.count(), default=200, help="scenes (foil pairs and multi-error captions)")
+    q.add_argument("--eps", type=options.number, default=None,
+                   help="use this eps instead of calibrating it (a negative one in exponent form: --eps=-7.35e-4)")
+    q.add_argument("--layers", type=options.count(), default=None,
                    help="last text layers to attribute (default: calibrated on the validation split)")
     q.add_argument("--no-captum", action="store_true", help="skip the (slower) captum baseline")
     options.threads(q, default=None)

@@ -1,13 +1,124 @@
-"""Options every command shares, declared once: `--model`, `--device`, `--seed`, `--threads`, `--json`,
-and how a command prints its result (`emit_json`, `print_metrics`)."""
+"""Options every command shares, declared once: `--model`, `--device`, `--seed`, `--threads`, `--json`;
+the argparse types of every numeric option (`count`, `seed_number`, `thread_count`, `budget`, `number`) and
+of `--keywords` (`words`), so a wrong value is one clear line and exit code 2 before any work; and how a
+command prints its result (`emit_json`, `print_metrics`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+#: the largest seed a command accepts: seeds reach numpy and torch, sometimes offset or scaled
+MAX_SEED = 2**32 - 1
+
+
+# ------------------------------------------------------------------------------------------ option types
+
+
+def _whole(text: str) -> int:
+    """`text` as a whole number, or an `ArgumentTypeError` that shows what was given."""
+    try:
+        return int(text.strip())
+    except (ValueError, AttributeError):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def count(minimum: int = 1, maximum: int | None = None, multiple_of: int = 1) -> Callable[[str], int]:
+    """The argparse type of a whole number in [minimum, maximum] (no upper bound for None) that is a
+    multiple of `multiple_of`: `type=options.count()` for a count of at least one."""
+
+    def parse(text: str) -> int:
+        value = _whole(text)
+        span = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        if value < minimum or (maximum is not None and value > maximum) or value % multiple_of:
+            kind = f"a multiple of {multiple_of} " if multiple_of > 1 else "a whole number "
+            raise argparse.ArgumentTypeError(f"must be {kind}{span}, got {text!r}")
+        return value
+
+    parse.__name__ = "count"  # argparse names the type in its messages
+    return parse
+
+
+def seed_number(text: str) -> int:
+    """The argparse type of `--seed`: a whole number from 0 to `MAX_SEED`."""
+    value = _whole(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """The argparse type of `--threads`: a whole number ≥ 0, where 0 keeps torch's default."""
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0 (0: torch's default), got {text!r}")
+    return value
+
+
+def budget(text: str) -> int | float:
+    """The argparse type of a token budget: a count ("13", at least 1) or a share of the tokens in (0, 1]
+    ("0.2"). A whole number is a count, a number with a point or an exponent a share."""
+    hint = "a token count of at least 1 (13) or a share of the tokens in (0, 1] (0.2)"
+    try:
+        value: int | float = int(text.strip())
+    except (ValueError, AttributeError):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {hint}, got {text!r}") from None
+    if isinstance(value, int) and value < 1:
+        raise argparse.ArgumentTypeError(f"must be {hint}, got {text!r}")
+    if isinstance(value, float) and not 0.0 < value <= 1.0:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be {hint}, got {text!r}; write a count without a point")
+    return value
+
+
+def number(text: str) -> float:
+    """The argparse type of a real-valued option (such as CLIP4DM's ε): any finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (such as -7.35e-4), got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def words(text: str) -> list[str]:
+    """The argparse type of a list of words given as one quoted argument (`--keywords "red circle"`). An
+    empty or blank value is refused: leave the option out to use the model's own description."""
+    found = text.split()
+    if not found:
+        raise argparse.ArgumentTypeError(
+            f"needs at least one word, got {text!r}; leave the option out to use the model's description")
+    return found
+
+
+def output_file(*suffixes: str) -> Callable[[str], str]:
+    """The argparse type of a file a command writes (`--out x.png`): it must end in one of `suffixes` and its
+    folder must exist and not be a file, checked before any work so nothing runs for a result that cannot be
+    written. Missing folders are refused (never created) everywhere, the same rule for every command."""
+
+    def parse(text: str) -> str:
+        path = Path(text).expanduser()
+        if path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"must name a {' or '.join(suffixes)} file, got {text!r}")
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder; name a file inside it")
+        folder = path.parent
+        if not folder.is_dir():
+            raise argparse.ArgumentTypeError(f"the folder {str(folder)!r} does not exist; create it or choose "
+                                             "another path")
+        return str(path)
+
+    return parse
+
+
+# ------------------------------------------------------------------------------------------ shared options
 
 
 def model(p: argparse.ArgumentParser, default: str, kind: str) -> None:
@@ -20,12 +131,12 @@ def device(p: argparse.ArgumentParser) -> None:
 
 
 def seed(p: argparse.ArgumentParser, default: int = 0, help: str = "random seed") -> None:
-    p.add_argument("--seed", type=int, default=default, help=help)
+    p.add_argument("--seed", type=seed_number, default=default, help=help)
 
 
 def threads(p: argparse.ArgumentParser, default: int | None = 1) -> None:
     """`--threads N`: CPU threads for torch (small models run fastest on one; 0 or none: torch's default)."""
-    p.add_argument("--threads", type=int, default=default,
+    p.add_argument("--threads", type=thread_count, default=default,
                    help="CPU threads (small models run fastest on one; 0: torch's default)")
 
 
@@ -69,4 +180,5 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-__all__ = ["device", "emit_json", "json_flag", "model", "print_metrics", "seed", "set_threads", "show", "threads"]
+__all__ = ["MAX_SEED", "budget", "count", "device", "emit_json", "json_flag", "model", "number", "print_metrics",
+           "seed", "seed_number", "set_threads", "show", "thread_count", "threads", "words"]

@@ -20,6 +20,8 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from egokit.errors import ModelLoadError
+from egokit.errors import InputError, ModelLoadError
 from egokit.models.adapters import IMPORT_ERRORS, Adapter, load_adapters
 from egokit.models.adapters.base import GENERATES_TEXT
 from egokit.models.settings import read_settings
@@ -195,14 +197,48 @@ def model_fingerprint(model: nn.Module) -> str:
 # ------------------------------------------------------------------------------------------ devices
 
 
+class DeviceError(InputError, ModelLoadError):
+    """A device that is unknown, or not available on this machine (e.g. `cuda` without a CUDA GPU).
+
+    Both an `InputError` (a bad option) and a `ModelLoadError` (what `egokit.load` raises)."""
+
+
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+_DEVICE_HINT = "use --device cpu or auto (in Python: device='cpu' or 'auto')"
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`"auto"` → CUDA when available, else CPU; anything else is passed to `torch.device`."""
+    """The one device resolver of the kit (`egokit.load`, every command, the tour and the recipes).
+
+    `"auto"` → CUDA when available, else CPU; `"cpu"`, `"cuda"`, `"cuda:N"` and `"mps"` are checked
+    against this machine. Raises `DeviceError` (one line, saying what to pass instead) for an unknown name
+    or a device that is not there, before any model is read.
+    """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ModelLoadError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from e
+    if resolved.type not in _DEVICE_TYPES:
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    if resolved.type == "cuda":
+        _check_cuda(str(device), resolved)
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {str(device)!r} was asked for but Apple's MPS is not available here; "
+                          + _DEVICE_HINT)
+    return resolved
+
+
+def _check_cuda(asked: str, resolved: torch.device) -> None:
+    if not torch.cuda.is_available():
+        why = ("this torch is built without CUDA" if torch.version.cuda is None
+               else "torch sees no GPU (check the driver and CUDA_VISIBLE_DEVICES)")
+        raise DeviceError(f"device {asked!r} was asked for but no CUDA GPU is available ({why}); " + _DEVICE_HINT)
+    count = torch.cuda.device_count()
+    if resolved.index is not None and resolved.index >= count:
+        raise DeviceError(f"device {asked!r} was asked for but this machine has {count} CUDA GPU(s): "
+                          f"use cuda:0 to cuda:{count - 1}, or --device auto")
 
 
 def resolve_dtype(
@@ -243,6 +279,7 @@ class _Source:
     kind: str  # "folder", "micro" or "hub"
     where: str  # folder path or hub id
     config: dict[str, Any]
+    local_only: bool = False  # a hub id read from the local cache because the hub cannot be reached
 
 
 def _offline() -> bool:
@@ -287,10 +324,67 @@ def _folder_source(folder: Path, kind: str) -> _Source:
     return _Source(kind, str(folder), _read_config(folder))
 
 
+_OFFLINE_HINT = (
+    "Set HF_HUB_OFFLINE=1 to work from the local cache only (an uncached model then fails at once)."
+)
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub's endpoint opens within `timeout` seconds (name lookup
+    included). True when a proxy is configured: the connection then goes through it, which this does not
+    try."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return True
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return True
+    outcome: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return bool(outcome and outcome[0])
+
+
+def _hub_host() -> str:
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    return urlsplit(constants.ENDPOINT).hostname or constants.ENDPOINT
+
+
 def _hub_source(name: str, **hub_kwargs: Any) -> _Source:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    local_only = bool(hub_kwargs.get("local_files_only"))
+    if not _offline() and not local_only and not _hub_reachable():
+        # huggingface_hub would retry for half a minute: decide now, from the cache alone.
+        cached = try_to_load_from_cache(name, "config.json", cache_dir=hub_kwargs.get("cache_dir"),
+                                        revision=hub_kwargs.get("revision"))
+        if not isinstance(cached, str):
+            raise ModelLoadError(
+                f"cannot load {name!r}: the hub ({_hub_host()}) cannot be reached from here and the model "
+                f"is not in the local cache. {_OFFLINE_HINT} " + _how_to_get(name)
+            )
+        hub_kwargs = {**hub_kwargs, "local_files_only": True}
+        local_only = True
     try:
         path = hf_hub_download(name, "config.json", **hub_kwargs)
     except GatedRepoError as e:
@@ -305,14 +399,21 @@ def _hub_source(name: str, **hub_kwargs: Any) -> _Source:
         ) from e
     except LocalEntryNotFoundError as e:
         why = (
-            "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
-            if _offline()
-            else "the hub cannot be reached and it is not in the local cache"
+            "the hub is offline (HF_HUB_OFFLINE=1; unset it where there is a network to download) and it "
+            "is not in the local cache"
+            if _offline() or local_only
+            else f"the hub cannot be reached and it is not in the local cache. {_OFFLINE_HINT}"
         )
         raise ModelLoadError(f"cannot load {name!r}: {why}. " + _how_to_get(name)) from e
     except Exception as e:  # network errors, bad ids, ...
-        raise ModelLoadError(f"cannot load {name!r} from the hub: {e}. " + _how_to_get(name)) from e
-    return _Source("hub", name, _read_config(Path(path).parent))
+        raise ModelLoadError(f"cannot load {name!r} from the hub: {_first_line(e)}. {_OFFLINE_HINT} "
+                             + _how_to_get(name)) from e
+    return _Source("hub", name, _read_config(Path(path).parent), local_only=local_only)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def _resolve(name_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> _Source:
@@ -326,7 +427,7 @@ def _resolve(name_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> _Source
             raise ModelLoadError(
                 f"the micro model {name!r} is not built yet: it would be the folder {folder} "
                 f"(micro models present: {have}). Build it with "
-                f"`python -m egokit.recipes.train {name.removeprefix(MICRO_PREFIX)}`, "
+                f"`python -m egokit.recipes.train {name.removeprefix(MICRO_PREFIX)} --out {folder}`, "
                 "or pass a folder or a hub id."
             )
         return _folder_source(folder, "micro")
@@ -417,10 +518,12 @@ def load(
     kwargs:    passed to the model's `from_pretrained` (e.g. `revision`, `cache_dir`, `quantization_config`).
     Raises `ModelLoadError` with what to do when anything is missing.
     """
-    hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if k in kwargs}
+    target = resolve_device(device)  # a device that is not there fails before anything is read
+    hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs}
     source = _resolve(name_or_path, **hub_kwargs)
+    if source.local_only:
+        hub_kwargs["local_files_only"] = kwargs["local_files_only"] = True
     adapter_cls = _adapter_class(source.config, repr(source.where), trust_remote_code)
-    target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target, source.config.get("dtype") or source.config.get("torch_dtype"))
     load_kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, **kwargs}
     if attn_implementation is not None:
@@ -430,25 +533,62 @@ def load(
     elif target.type != "cpu":
         load_kwargs["device_map"] = {"": target}
     model_class = _model_class(adapter_cls)
-    try:
-        model = model_class.from_pretrained(source.where, **load_kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ModelLoadError(
-            f"cannot load the weights of {source.where!r} as {getattr(model_class, '__name__', model_class)}: "
-            f"{e}"
-        ) from e
-    model.eval()
-    _own_cpu_memory(model)
-    if processor is None:
-        processor = _load_processor(
-            source.where,
-            str(source.config.get("model_type")),
-            adapter_cls,
-            trust_remote_code=trust_remote_code,
-            **hub_kwargs,
-        )
+    with _cache_only(source.local_only):
+        try:
+            model = model_class.from_pretrained(source.where, **load_kwargs)
+        except Exception as e:
+            raise _weights_error(e, source.where, model_class) from e
+        model.eval()
+        _own_cpu_memory(model)
+        if processor is None:
+            processor = _load_processor(
+                source.where,
+                str(source.config.get("model_type")),
+                adapter_cls,
+                trust_remote_code=trust_remote_code,
+                **hub_kwargs,
+            )
     settings = read_settings(source.where) if source.kind in ("folder", "micro") else {}
     return _wrap(model, processor, os.fspath(name_or_path), adapter_cls, settings)
+
+
+@contextmanager
+def _cache_only(on: bool) -> Iterator[None]:
+    """While `on`, huggingface_hub (and transformers through it) reads the local cache only, as with
+    HF_HUB_OFFLINE=1: a cached model whose hub cannot be reached loads without half a minute of retries."""
+    if not on:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _weights_error(e: Exception, where: str, model_class: Any) -> ModelLoadError:
+    """One line saying why the weights of `where` could not be read and what to do."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    if isinstance(e, pickle.UnpicklingError) or "weights only load failed" in str(e).lower():
+        return ModelLoadError(
+            f"refused the weights of {where!r}: they are a pickle (.bin/.pt) holding objects other than "
+            "tensors, and loading it could run code from the file. Use a model saved as safetensors; if you "
+            "trust its source, convert it once elsewhere (load it there and save_pretrained, which writes "
+            "model.safetensors)"
+        )
+    if isinstance(e, SafetensorError):
+        return ModelLoadError(
+            f"the weights file of {where!r} is damaged or truncated ({_first_line(e)}): download or copy "
+            "model.safetensors again"
+        )
+    name = getattr(model_class, "__name__", str(model_class))
+    return ModelLoadError(f"cannot load the weights of {where!r} as {name}: {type(e).__name__}: {_first_line(e)}")
 
 
 def _own_cpu_memory(model: nn.Module, alignment: int = 64) -> None:
@@ -488,6 +628,7 @@ def from_model(model: nn.Module, processor: Any = None, name: str | None = None,
 
 
 __all__ = [
+    "DeviceError",
     "LoadedModel",
     "ZOO_DIR",
     "from_model",

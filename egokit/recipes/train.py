@@ -1,9 +1,13 @@
 """Train a micro-zoo model: `python -m egokit.recipes.train clip|vlm [options]`.
 
-    python -m egokit.recipes.train clip                 # the shipped micro CLIP (egokit/zoo/micro-clip)
-    python -m egokit.recipes.train vlm                  # the shipped micro VLM (needs the micro CLIP)
+    python -m egokit.recipes.train clip                 # the micro CLIP's recipe → runs/micro-clip/model
+    python -m egokit.recipes.train vlm                  # the micro VLM's (on the shipped micro CLIP's tower)
     python -m egokit.recipes.train pixel                # PixelLLM's point head on the micro VLM
     python -m egokit.recipes.train clip --quick --out /tmp/clip   # seconds: a tiny model, for tests
+
+The trained model goes to `--out`, by default `<run-dir>/model` (`runs/<name>/model`): never into the
+package unless `--out` says so, and never over a shipped checkpoint (`egokit/zoo/micro-*`) without
+`--overwrite-shipped` as well (a `--quick` model never replaces one).
 
 Runs are deterministic given `--seed` (same data stream, same initialisation; bit-identical on the same
 device and thread count). Progress goes to a tqdm bar; a resumable state is saved in `--run-dir` every
@@ -38,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--quick", action="store_true", help="a tiny model for a few steps (seconds)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="folder for the trained model (default: the shipped one)")
+    p.add_argument("--out", default=None, help="folder for the trained model (default: <run-dir>/model)")
+    p.add_argument("--overwrite-shipped", action="store_true",
+                   help="let --out replace a shipped checkpoint of the package (egokit/zoo/micro-*)")
     p.add_argument("--run-dir", default=None, help="folder for the resumable state (default: runs/<name>)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (1 is faster on a busy shared machine)")
     p.add_argument("--clip", default=None, help="micro CLIP folder whose vision tower the VLM uses")
@@ -58,12 +64,16 @@ def run(args: argparse.Namespace) -> Path:
     """Train what `args` asks for; returns the folder written."""
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    from egokit.models.loading import resolve_device
+
     name = NAMES[args.model]
     if name != "micro-clip" and any(v is not None for v in (args.foil_steps, args.foil_lr, args.foil_vision_from)):
         raise InputError("--foil-steps, --foil-lr and --foil-vision-from are settings of the micro CLIP only")
-    out = Path(args.out) if args.out else ZOO_DIR / name
+    resolve_device(args.device)  # a device that is not there fails before any work
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
+    out = Path(args.out) if args.out else run_dir / "model"
+    check_out(out, overwrite_shipped=bool(getattr(args, "overwrite_shipped", False)), quick=bool(args.quick))
+    torch.set_num_threads(max(1, args.threads))
     if name == "micro-pixel":
         from egokit.methods.pixel.training import run_from_args
 
@@ -89,6 +99,28 @@ def run(args: argparse.Namespace) -> Path:
     clip = Path(args.clip) if args.clip else None
     return train_vlm(recipe, out, run_dir, clip_dir=clip, device=args.device, resume=args.resume,
                      quick=args.quick)
+
+
+def shipped_checkpoints() -> list[Path]:
+    """The checkpoint folders shipped in the package (`egokit/zoo/micro-*` that hold files)."""
+    if not ZOO_DIR.is_dir():
+        return []
+    return sorted(d.resolve() for d in ZOO_DIR.iterdir() if d.is_dir() and any(d.iterdir()))
+
+
+def check_out(out: Path, overwrite_shipped: bool = False, quick: bool = False) -> None:
+    """Refuse an `--out` that would write over a shipped checkpoint, unless `overwrite_shipped` says so
+    (and never for a `--quick` model, which is a test model)."""
+    target = out.expanduser().resolve()
+    hit = next((d for d in shipped_checkpoints() if target == d or d in target.parents), None)
+    if hit is None:
+        return
+    if quick:
+        raise InputError(f"--out {out} is the shipped checkpoint {hit.name} ({hit}): a --quick model never "
+                         "replaces it; pass --out to a folder of your own (e.g. --out runs/quick-model)")
+    if not overwrite_shipped:
+        raise InputError(f"--out {out} would overwrite the shipped checkpoint {hit.name} ({hit}): pass "
+                         "--out to a folder of your own, or add --overwrite-shipped to replace it on purpose")
 
 
 def _override(recipe: object, args: argparse.Namespace) -> None:

@@ -117,11 +117,10 @@ def run_tour(out_dir: Path, device: str = "auto", seed: int = 0,
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir).expanduser()
-    _check_device_name(device)
-    _prepare_out_dir(out_dir)
     ctx = TourContext(out_dir=out_dir, requested_device=device, seed=int(seed))
     if device not in ("auto", "cpu"):
-        _ = ctx.device  # an explicit GPU request that cannot be met fails before any work
+        _ = ctx.device  # an unknown device, or one that is not there, fails before any work
+    _prepare_out_dir(out_dir)
     builders = _builders(import_errors or {})
     sections = []
     with tqdm(builders, desc="egokit tour", unit="section") as bar:
@@ -141,17 +140,13 @@ def run_tour(out_dir: Path, device: str = "auto", seed: int = 0,
 
 
 def resolve_device(device: str) -> str:
-    """Turn "auto" into "cuda" when a GPU is present, else "cpu"; check an explicit CUDA request."""
-    _check_device_name(device)
-    if device == "cpu":
-        return "cpu"
-    import torch
+    """The device a tour runs on, as a string ("cpu", "cuda", ...): the kit's one resolver,
+    `egokit.models.loading.resolve_device` (imported here so a tour with no model does not import torch)."""
+    if not isinstance(device, str):
+        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    from egokit.models.loading import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was asked for but no CUDA GPU is available; use --device cpu or auto")
-    return device
+    return str(resolve(device))
 
 
 # ------------------------------------------------------------------------------------------- building
@@ -195,12 +190,6 @@ def _check_section(section: Any, key: str) -> None:
 def _error_text(e: BaseException) -> str:
     text = str(e) or "(no message)"
     return f"{type(e).__name__}: {text}" if not isinstance(e, EgokitError) else text
-
-
-def _check_device_name(device: str) -> None:
-    ok = isinstance(device, str) and (device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:"))
-    if not ok:
-        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
 
 
 # ------------------------------------------------------------------------------------------- output

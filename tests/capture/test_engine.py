@@ -180,3 +180,118 @@ def test_nothing_captured_names_the_backend(llama):
         pass  # the model never ran inside the block
     with pytest.raises(CaptureError, match="nothing was captured.*sdpa"):
         cap[0]
+
+
+# ------------------------------------------------------------------------------------------ leaves no trace
+
+
+def logits(model, ids, mask):
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).logits
+
+
+def assert_untouched(model, modules, ids, mask, before):
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from egokit.capture import engine
+
+    assert all(m.config._attn_implementation == "sdpa" for m in modules)
+    assert not engine._ACTIVE and not engine._SWITCHED
+    assert engine.registered_names() == []
+    assert not [n for n in ALL_ATTENTION_FUNCTIONS if n.startswith("egokit:")]
+    assert not [n for n in ALL_MASK_ATTENTION_FUNCTIONS if n.startswith("egokit:")]
+    assert torch.equal(logits(model, ids, mask), before)
+
+
+def test_two_captures_on_one_model_exit_out_of_order(llama):
+    model, ids, mask, modules = llama
+    before = logits(model, ids, mask)
+    first = capture(modules, layers=[0], queries=[4])
+    second = capture(modules, layers=[1], queries=[4])
+    cap_first = first.__enter__()
+    cap_second = second.__enter__()
+    first.__exit__(None, None, None)  # the first one leaves while the second is still open
+    assert all(m.config._attn_implementation == "egokit:sdpa" for m in modules)
+    assert torch.equal(logits(model, ids, mask), before)  # the second capture still records, exactly
+    second.__exit__(None, None, None)
+    assert sorted(cap_second.attentions) == [1] and cap_second.calls == {1: 1}
+    assert cap_first.attentions == {}
+    assert_untouched(model, modules, ids, mask, before)
+
+
+def test_nested_captures_record_and_restore(llama):
+    model, ids, mask, modules = llama
+    before = logits(model, ids, mask)
+    with torch.no_grad(), capture(modules, layers=[0], queries=[2]) as outer:
+        with capture(modules, layers=[2], queries=[2]) as inner:
+            during = model(input_ids=ids, attention_mask=mask).logits
+        after_inner = model(input_ids=ids, attention_mask=mask).logits
+        assert all(m.config._attn_implementation == "egokit:sdpa" for m in modules)
+    assert torch.equal(during, before) and torch.equal(after_inner, before)
+    assert outer.calls == {0: 2} and inner.calls == {2: 1}
+    assert_untouched(model, modules, ids, mask, before)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("inside"), KeyboardInterrupt()])
+def test_error_or_interrupt_in_nested_block_restores(llama, error):
+    model, ids, mask, modules = llama
+    before = logits(model, ids, mask)
+    with pytest.raises(type(error)), torch.no_grad(), capture(modules, layers=[0], queries=[1]):
+        with capture(modules, layers=[1, 2], queries=[1]):
+            model(input_ids=ids, attention_mask=mask)
+            raise error
+    assert_untouched(model, modules, ids, mask, before)
+
+
+def test_two_models_at_once(llama):
+    model, ids, mask, modules = llama
+    torch.manual_seed(1)
+    other = LlamaForCausalLM(copy.deepcopy(model.config)).eval()
+    other_modules = [layer.self_attn for layer in other.model.layers]
+    before, other_before = logits(model, ids, mask), logits(other, ids, mask)
+    a = capture(modules, layers=[0], queries=[3])
+    b = capture(other_modules, layers=[0], queries=[3])
+    cap_a, cap_b = a.__enter__(), b.__enter__()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, before)
+        assert torch.equal(other(input_ids=ids, attention_mask=mask).logits, other_before)
+    a.__exit__(None, None, None)
+    assert all(m.config._attn_implementation == "sdpa" for m in modules)
+    assert all(m.config._attn_implementation == "egokit:sdpa" for m in other_modules)
+    b.__exit__(None, None, None)
+    assert cap_a.calls == {0: 1} and cap_b.calls == {0: 1}
+    assert not torch.equal(cap_a[0], cap_b[0])  # each capture saw its own model
+    assert_untouched(model, modules, ids, mask, before)
+    assert_untouched(other, other_modules, ids, mask, other_before)
+
+
+def test_switches_through_the_public_setter(monkeypatch):
+    """With a model, the engine asks the sub-model that owns each config (`set_attn_implementation`)."""
+    from egokit.models.loading import from_model
+    from egokit.models.tiny import build_tiny
+
+    model, processor = build_tiny("llava")
+    loaded = from_model(model, processor)
+    language = model.model.language_model
+    calls = []
+    original = type(language).set_attn_implementation
+
+    def spy(self, impl, *args, **kwargs):
+        calls.append((type(self).__name__, impl))
+        return original(self, impl, *args, **kwargs)
+
+    monkeypatch.setattr(type(language), "set_attn_implementation", spy)
+    with capture(loaded, part="language"):
+        assert language.config._attn_implementation == "egokit:sdpa"
+        assert model.config.vision_config._attn_implementation == "sdpa"  # only the captured part switches
+    assert calls == [(type(language).__name__, "egokit:sdpa"), (type(language).__name__, "sdpa")]
+    assert language.config._attn_implementation == "sdpa"
+
+
+def test_engine_does_not_write_private_config_fields():
+    import inspect
+
+    from egokit.capture import engine
+
+    assert "_attn_implementation_internal" not in inspect.getsource(engine)

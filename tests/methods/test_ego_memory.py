@@ -155,3 +155,87 @@ def test_memory_sizes_and_picture() -> None:
     assert img.size[0] >= 128
     assert m._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
     assert m.to_dict()["tokens"] == 4
+
+
+@pytest.mark.parametrize("schema", ["0", "-1"])
+def test_schemas_below_one_are_refused(tmp_path: Path, schema: str) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = MemoryBank([_memory("bix")]).save(tmp_path / "b.bank")
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    save_file(tensors, str(path), metadata={**metadata, "schema": schema})  # schema lies outside the checksum
+    with pytest.raises(MemoryFileError, match=f"schema {schema}, which no egokit writes"):
+        MemoryBank.load(path)
+
+
+def test_a_concept_copied_with_replace_saves(tmp_path: Path) -> None:
+    import dataclasses
+
+    bix = _memory("bix")
+    bank = MemoryBank([bix, dataclasses.replace(bix, name="bax")])  # same tensors under two names
+    back = MemoryBank.load(bank.save(tmp_path / "b.bank"))
+    assert back.names == ["bix", "bax"] and torch.equal(back["bax"].embeddings, bix.embeddings)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_saving_keeps_the_bank_permissions(tmp_path: Path) -> None:
+    import stat
+
+    path = MemoryBank([_memory("bix")]).save(tmp_path / "b.bank")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # a new bank: the usual permissions
+    os.chmod(path, 0o644)
+    MemoryBank([_memory("dax")]).save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    os.chmod(path, 0o640)
+    MemoryBank.update(path, None, lambda bank: bank.add(_memory("zog")))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_update_creates_checks_and_saves(tmp_path: Path) -> None:
+    path = tmp_path / "b.bank"
+    bank = MemoryBank.update(path, _Model("f" * 16, "m"), lambda b: b.add(_memory("bix")))
+    assert bank.names == ["bix"] and MemoryBank.load(path).names == ["bix"]
+    with pytest.raises(MemoryFileError, match="other-model"):
+        MemoryBank.update(path, _Model("0" * 16), lambda b: b.add(_memory("dax")))
+    with pytest.raises(InputError, match="does not exist"):
+        MemoryBank.update(tmp_path / "missing" / "b.bank", None, lambda b: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bank"]  # no lock file left
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_concurrent_updates_keep_every_concept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               fallback: bool) -> None:
+    """Three runs adding concepts to one bank at once (as three `egokit ego remember`): none is lost."""
+    import threading
+    import time
+
+    import egokit.files
+
+    if fallback:
+        monkeypatch.setattr(egokit.files, "fcntl", None)
+    path = tmp_path / "b.bank"
+    MemoryBank([_memory("bix")]).save(path)
+    errors: list[BaseException] = []
+
+    def add(name: str, seed: int) -> None:
+        def change(bank: MemoryBank) -> None:
+            time.sleep(0.1)  # the others load the bank meanwhile, unless they wait for the lock
+            bank.add(_memory(name, seed=seed))
+
+        try:
+            MemoryBank.update(path, _Model("f" * 16), change)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=add, args=(n, i)) for i, n in enumerate(["alpha", "beta", "gamma"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(MemoryBank.load(path).names) == ["alpha", "beta", "bix", "gamma"]

@@ -145,6 +145,33 @@ def test_device_auto_on_cpu(saved_clip, monkeypatch):
     assert "family='clip'" in text and "device='cpu'" in text and "float32" in text
 
 
+def test_one_device_resolver_with_one_clear_message(saved_clip, monkeypatch):
+    """`cuda` without CUDA, a GPU index that is not there, an unknown name: one `DeviceError` (both an
+    `InputError` and a `ModelLoadError`) that says what to pass, before any file is read."""
+    from egokit.errors import InputError
+    from egokit.models.loading import DeviceError
+    from egokit.tour import report
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for asked in ("cuda", "cuda:0", torch.device("cuda")):
+        with pytest.raises(DeviceError, match="no CUDA GPU is available.*--device cpu or auto") as info:
+            resolve_device(asked)
+        assert isinstance(info.value, InputError) and isinstance(info.value, ModelLoadError)
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        report.resolve_device("cuda")  # the tour asks the same resolver
+    folder, _, _ = saved_clip
+    monkeypatch.setattr(loading, "_resolve", lambda *a, **k: pytest.fail("the folder was read first"))
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        egokit.load(folder, device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DeviceError, match="has 1 CUDA GPU.*cuda:0"):
+        resolve_device("cuda:3")
+    for bad in ("tpu", "meta", "gpu-please", 3.5):
+        with pytest.raises(DeviceError, match="unknown device"):
+            resolve_device(bad)
+
+
 def test_dtype_rules():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_dtype(None, cpu, "bfloat16") == torch.float32

@@ -14,14 +14,17 @@ temporary file in the same folder, fsync, rename), so a bank on disk is never ha
 reads it back without pickle and raises `MemoryFileError` (an `EgokitError`) for a missing, truncated,
 corrupted or tampered file, a newer schema, or — when given a model — a bank made with another model.
 A `ConceptMemory` saves as a bank of one concept.
+
+`MemoryBank.update(path, model, change)` is the read-modify-write a command needs (load or create the
+bank, change it, save it) under a lock on the file, so that runs adding concepts to one bank at the same
+time each keep theirs. A replaced bank keeps its file permissions.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,8 +34,8 @@ import torch
 from PIL import Image
 
 from egokit.errors import InputError, MemoryFileError
-from egokit.files import atomic_path
-from egokit.results import Result
+from egokit.files import atomic_path, file_lock
+from egokit.results import Result, content_digest, owned_tensors
 
 FILE_KIND = "egokit.ego.memory_bank"
 SCHEMA_VERSION = 1  # the bank's schema (its FILE_VERSION)
@@ -274,8 +277,10 @@ class MemoryBank(Result):
 
         path = Path(path).expanduser()
         tensors, doc = _encode(self)
+        tensors = owned_tensors(tensors)  # concepts copied with dataclasses.replace share their tensors
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-        metadata = {"kind": FILE_KIND, "schema": str(SCHEMA_VERSION), "json": text, "sha256": _digest(text, tensors)}
+        metadata = {"kind": FILE_KIND, "schema": str(SCHEMA_VERSION), "json": text,
+                    "sha256": content_digest(text, tensors)}
         if not path.parent.exists():
             raise InputError(f"cannot save the bank: the folder {path.parent} does not exist")
         with atomic_path(path) as tmp:
@@ -299,8 +304,11 @@ class MemoryBank(Result):
         if schema > SCHEMA_VERSION:
             raise MemoryFileError(f"{path} uses bank schema {schema}, newer than this egokit reads "
                                   f"({SCHEMA_VERSION}); upgrade egokit")
+        if schema < 1:
+            raise MemoryFileError(f"{path} has bank schema {schema}, which no egokit writes (schemas start at 1): "
+                                  "the file is damaged or edited; remember the concepts again or restore it from a copy")
         text = metadata.get("json")
-        if not isinstance(text, str) or _digest(text, tensors) != metadata.get("sha256"):
+        if not isinstance(text, str) or content_digest(text, tensors) != metadata.get("sha256"):
             raise MemoryFileError(f"{path} does not match its checksum: it was corrupted or edited after it was "
                                   "saved; remember the concepts again or restore the file from a copy")
         try:
@@ -310,6 +318,30 @@ class MemoryBank(Result):
             raise MemoryFileError(f"{path} holds an inconsistent memory bank ({type(e).__name__}: {e})") from e
         if model is not None:
             bank.check_model(model)
+        return bank
+
+    @classmethod
+    def update(cls, path: str | os.PathLike[str], model: Any, change: Callable[[MemoryBank], Any],
+               timeout: float | None = None) -> MemoryBank:
+        """Load the bank at `path` (or start one for `model` when there is none), apply `change` to it and
+        save it, all under a lock on the file: concurrent updates (two `egokit ego remember` runs on one bank)
+        each keep their concepts. With `model`, the bank must be that model's. Returns the saved bank.
+
+            MemoryBank.update("my.bank", model, lambda bank: bank.add(memory))
+        """
+        path = Path(path).expanduser()
+        if not path.parent.exists():
+            raise InputError(f"cannot save the bank: the folder {path.parent} does not exist")
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        with file_lock(path, what="memory bank", **kwargs):
+            if path.exists():
+                bank = cls.load(path, model=model)
+            elif model is not None:
+                bank = cls(fingerprint=model.fingerprint(), model_name=getattr(model, "name", ""))
+            else:
+                bank = cls()
+            change(bank)
+            bank.save(path)
         return bank
 
 
@@ -365,22 +397,6 @@ def _decode(doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> MemoryBank
             model_name=str(d["model_name"]), seconds=float(d.get("seconds", 0.0)),
         ))
     return bank
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().cpu().contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    return t.numpy().tobytes()
-
-
-def _digest(text: str, tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256(text.encode("utf-8"))
-    for name in sorted(tensors):
-        t = tensors[name]
-        h.update(f"\n{name}:{str(t.dtype)}:{tuple(t.shape)}\n".encode())
-        h.update(_tensor_bytes(t))
-    return h.hexdigest()
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
