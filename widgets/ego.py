@@ -16,6 +16,7 @@ view as a static picture for notebooks saved without widget state.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from html import escape
 from typing import Any
 
 import ipywidgets as w
@@ -72,11 +73,11 @@ class KeywordPicker(w.VBox, ReprPNG):
         try:
             self._show(look_at(self._model, self._image, format=self._format, **self._kw))
         except EgokitError as e:
-            self.status.value = f"<span style='color:#b00'>{e}</span>"
+            self.status.value = f"<span style='color:#b00'>{escape(str(e))}</span>"
 
     def _show(self, look: Any) -> None:
         self.look = look
-        self.status.value = f"<i>{look.description}</i>"
+        self.status.value = f"<i>{escape(str(look.description))}</i>"
         self.words = []
         for word, on in zip(look.words, look.keyword):
             button = w.ToggleButton(value=bool(on), description=word.text, layout=w.Layout(width="auto"))
@@ -142,7 +143,7 @@ class KeywordPicker(w.VBox, ReprPNG):
         if self.look is None:
             return
         keys = [self.words[i].description for i in self.chosen_words()]
-        self.info.value = (f"keywords: <b>{' '.join(keys) or '(none)'}</b> · layers {list(self.layers.value)} · "
+        self.info.value = (f"keywords: <b>{escape(' '.join(keys) or '(none)')}</b> · layers {list(self.layers.value)} · "
                            f"{self.aggregate.value} · keeps {int(self.selected().numel())} of {self.look.n_tokens} tokens")
         self.image.value = to_png_bytes(self.to_image())
 

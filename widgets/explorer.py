@@ -7,6 +7,7 @@ control only re-renders the cached `Exploration`. Drive it headlessly by setting
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import ipywidgets as w
@@ -71,9 +72,9 @@ class AttentionExplorer(w.VBox):
             layer = head = None
         self.picture.value = to_png_bytes(result.overlay(self.token.value, self.view.value, layer, head).resize((320, 320)))
         m = result.memory
-        notes = "".join(f"<br><i>{n}</i>" for n in result.notes)
+        notes = "".join(f"<br><i>{escape(str(n))}</i>" for n in result.notes)
         self.info.value = (
-            f"<b>answer</b>: {result.answer}<br>captured {m.targeted_bytes / 1024:.1f} KiB of attention rows "
+            f"<b>answer</b>: {escape(str(result.answer))}<br>captured {m.targeted_bytes / 1024:.1f} KiB of attention rows "
             f"instead of {m.full_bytes / 2**20:.2f} MiB for full output_attentions ({m.ratio:.0f}× less){notes}"
         )
 

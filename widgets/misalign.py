@@ -12,6 +12,7 @@ so a notebook saved without widget state still shows it.
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import ipywidgets as w
@@ -63,7 +64,7 @@ class MisalignmentViewer(w.VBox, ReprPNG):
             try:
                 self._cache[text] = misalign.score(self._model, self._image, text, **self._kwargs)
             except EgokitError as e:
-                self.status.value = f"<span style='color:#b00'>{e}</span>"
+                self.status.value = f"<span style='color:#b00'>{escape(str(e))}</span>"
                 return
         self._show(self._cache[text])
 

@@ -13,6 +13,7 @@ a static picture, so a notebook saved without widget state still shows it.
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import ipywidgets as w
@@ -73,7 +74,7 @@ class WordLocator(w.VBox, ReprPNG):
             try:
                 self._captions[key] = localize(self._model, self._head, self._image, prompt=key, **self._kwargs)
             except EgokitError as e:
-                self.status.value = f"<span style='color:#b00'>{e}</span>"
+                self.status.value = f"<span style='color:#b00'>{escape(str(e))}</span>"
                 return
         self._show(self._captions[key])
 
@@ -89,7 +90,7 @@ class WordLocator(w.VBox, ReprPNG):
             try:
                 self._referrals[key] = refer(self._model, self._head, self._image, key)
             except EgokitError as e:
-                self.status.value = f"<span style='color:#b00'>{e}</span>"
+                self.status.value = f"<span style='color:#b00'>{escape(str(e))}</span>"
                 return
         self._show(self._referrals[key])
 
@@ -97,9 +98,9 @@ class WordLocator(w.VBox, ReprPNG):
         self.result = result
         if result.kind == "refer":
             x0, y0, x1, y1 = result.box
-            self.status.value = (f"<b>{result.answer}</b>: box ({x0:.0f}, {y0:.0f}) – ({x1:.0f}, {y1:.0f}) px")
+            self.status.value = (f"<b>{escape(str(result.answer))}</b>: box ({x0:.0f}, {y0:.0f}) – ({x1:.0f}, {y1:.0f}) px")
         else:
-            self.status.value = f"<b>{result.answer}</b>"
+            self.status.value = f"<b>{escape(str(result.answer))}</b>"
         options = [(ALL_WORDS, None)] + [(wd if result.words.count(wd) == 1 else f"{wd} ({i})", i)
                                          for i, wd in enumerate(result.words)]
         with self.hold_trait_notifications():

@@ -17,6 +17,7 @@ from egokit.capture.engine import capture
 from egokit.errors import InputError
 from egokit.models.adapters.base import ImageTokens
 from egokit.models.generation import eos_ids
+from egokit.models.text import check_context, context_limit
 
 # How to extend per-token inputs other than input_ids over generated tokens: the value a generated
 # token takes (attention: attended; token types: "suffix"/text).
@@ -107,10 +108,14 @@ def generate_and_look(loaded: Any, image: Any, prompt: str, max_new_tokens: int 
         raise InputError("the prompt is empty: ask a question about the image")
     pics = list(images) if images is not None else [image]
     text = adapter.prompt(prompt, len(pics))
+    tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+    limit = context_limit(loaded.model, tokenizer)
+    if isinstance(text, str):  # the text alone already too long: refuse before the processor warns
+        check_context(len(tokenizer(text, verbose=False)["input_ids"]), limit)
     inputs = adapter.prepare(pics, text)
     model_inputs = adapter.model_inputs(inputs)
     prompt_len = model_inputs["input_ids"].shape[1]
-    tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+    check_context(int(prompt_len), limit)
 
     if answer is None:
         with torch.no_grad():
@@ -122,6 +127,7 @@ def generate_and_look(loaded: Any, image: Any, prompt: str, max_new_tokens: int 
     else:
         new_ids = tokenizer(answer, add_special_tokens=False, return_tensors="pt")["input_ids"]
         new_ids = new_ids.to(model_inputs["input_ids"].device)
+        check_context(int(prompt_len + new_ids.shape[1]), limit, "the prompt and answer")
     if new_ids.shape[1] == 0:
         raise InputError("the model generated an empty answer; nothing to look at")
 

@@ -14,6 +14,10 @@ Rules, in one place:
   taken as 0..255 and clipped.
 - Arrays: shapes (H, W), (H, W, 1), (H, W, 3), (H, W, 4); dtypes uint8, uint16 (scaled / 257), bool,
   float in [0, 1] (no NaN/inf), and other integer dtypes whose values all lie in 0..255.
+- A path must name a regular file (not a folder, FIFO, device or socket) of at most `max_bytes` bytes;
+  both are checked before anything is read, and only the file's header is read to identify the format
+  and its size, so a huge or endless non-image fails at once, without filling memory. A file object is
+  read up to `max_bytes` + 1 bytes, no further.
 - Images with more than `max_pixels` pixels are refused before their pixels are decoded. That is the
   limit here: PIL's decompression-bomb *warning* is silenced, while PIL's *error* (above twice
   ``PIL.Image.MAX_IMAGE_PIXELS``) still applies and becomes `ImageError` like everything else.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,45 +42,50 @@ from egokit.errors import ImageError
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
 
 DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: far above any image of DEFAULT_MAX_PIXELS pixels
 WHITE = (255, 255, 255)
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ARRAY_SHAPE_HINT = "expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
 
 
-def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
     """Return `source` as a new RGB PIL image, fully decoded.
 
     `source` may be a path (``str`` or ``Path``), encoded bytes (``bytes``, ``bytearray``,
     ``memoryview``), a binary file-like object, a PIL image or a numpy array (see the module docstring
-    for accepted shapes and dtypes). Multi-frame files give their first frame. Raises `ImageError`
-    for anything that is not a usable image; the message says what to do.
+    for accepted shapes and dtypes). Multi-frame files give their first frame. A file or file object
+    larger than `max_bytes` is refused before it is read. Raises `ImageError` for anything that is not
+    a usable image; the message says what to do.
     """
-    _check_max_pixels(max_pixels)
+    _check_limit("max_pixels", max_pixels)
+    _check_limit("max_bytes", max_bytes)
     if isinstance(source, Image.Image):
         return _from_pil(source, max_pixels, what="the PIL image")
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
     if isinstance(source, (str, os.PathLike)):
-        return _from_path(source, max_pixels)
+        return _from_path(source, max_pixels, max_bytes)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _from_bytes(bytes(source), max_pixels, what="the image bytes")
     if hasattr(source, "read"):
-        return _from_file(source, max_pixels)
+        return _from_file(source, max_pixels, max_bytes)
     raise ImageError(
         f"cannot load an image from a {type(source).__name__}: pass a file path, encoded bytes, "
         "a binary file object, a PIL image or a numpy array"
     )
 
 
-def load_images(sources: Iterable[ImageSource], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Image.Image]:
+def load_images(sources: Iterable[ImageSource], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> list[Image.Image]:
     """Load each of `sources` with `load_image`; the error names the position of a bad one."""
     if isinstance(sources, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)):
         raise ImageError("load_images takes a list of images; for a single image call load_image(source)")
     images = []
     for i, source in enumerate(sources):
         try:
-            images.append(load_image(source, max_pixels=max_pixels))
+            images.append(load_image(source, max_pixels=max_pixels, max_bytes=max_bytes))
         except ImageError as e:
             raise ImageError(f"image {i}: {e}") from e
     return images
@@ -84,19 +94,23 @@ def load_images(sources: Iterable[ImageSource], *, max_pixels: int = DEFAULT_MAX
 # ------------------------------------------------------------------------------------------- sources
 
 
-def _check_max_pixels(max_pixels: Any) -> None:
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
-        raise ImageError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+def _check_limit(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ImageError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _from_path(source: str | os.PathLike[str], max_pixels: int) -> Image.Image:
+def _open_nonblocking(path: str, flags: int) -> int:
+    """`open`'s opener: opening a FIFO for reading must not wait for a writer (it is refused next)."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _from_path(source: str | os.PathLike[str], max_pixels: int, max_bytes: int) -> Image.Image:
     text = os.fspath(source)
     if isinstance(text, str) and text.lower().startswith(("http://", "https://")):
         raise ImageError(f"{text} is a web address: egokit does not download images; save the file and pass its path")
     path = Path(text).expanduser()
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fh = open(path, "rb", opener=_open_nonblocking)
     except FileNotFoundError:
         raise ImageError(f"image file not found: {path} (relative paths start at {Path.cwd()}); check the path") from None
     except IsADirectoryError:
@@ -107,30 +121,74 @@ def _from_path(source: str | os.PathLike[str], max_pixels: int) -> Image.Image:
         if path.is_dir():
             raise ImageError(f"{path} is a folder, not an image file; pass one file inside it") from None
         raise ImageError(f"could not read {path}: {e}; check that the path names a readable file") from None
-    return _from_bytes(data, max_pixels, what=str(path))
+    with fh:
+        _check_regular_file(os.fstat(fh.fileno()), path, max_bytes)
+        return _decode(fh, max_pixels, what=str(path))
 
 
-def _from_file(fh: Any, max_pixels: int) -> Image.Image:
+def _check_regular_file(st: os.stat_result, path: Path, max_bytes: int) -> None:
+    """Refuse what is not a regular file, or is empty or too large, before a byte of it is read."""
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{path} is a folder, not an image file; pass one file inside it")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "a special file")
+        raise ImageError(f"{path} is {kind}, not an image file: egokit reads images from regular files "
+                         "only; save the image to a file and pass that file's path")
+    if st.st_size == 0:
+        raise ImageError(f"{path} is empty (0 bytes): pass a PNG, JPEG or other image file")
+    if st.st_size > max_bytes:
+        raise ImageError(f"{path} is {st.st_size:,} bytes, more than the limit of {max_bytes:,} bytes for an "
+                         "image file; pass a smaller or compressed image, or a larger max_bytes if you trust it")
+
+
+def _from_file(fh: Any, max_pixels: int, max_bytes: int) -> Image.Image:
     if isinstance(fh, io.TextIOBase):
         raise ImageError("the file object is in text mode: open the image with open(path, 'rb')")
+    chunks: list[bytes] = []
+    total = 0
+    while total <= max_bytes:  # a raw file object may return fewer bytes than asked: read until EOF
+        chunk = _read_chunk(fh, max_bytes + 1 - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > max_bytes:
+        raise ImageError(f"the file object holds more than the limit of {max_bytes:,} bytes for an image; "
+                         "pass a smaller or compressed image, or a larger max_bytes if you trust it")
+    return _from_bytes(b"".join(chunks), max_pixels, what="the file object")
+
+
+def _read_chunk(fh: Any, size: int) -> bytes:
     try:
-        data = fh.read()
+        try:
+            data = fh.read(size)
+        except TypeError:  # a home-made file object whose read() takes no size
+            data = fh.read()
     except Exception as e:  # noqa: BLE001 - a file object can fail in any way
         raise ImageError(f"could not read from the file object ({type(e).__name__}: {e})") from None
+    if data is None:  # a non-blocking raw stream with nothing ready
+        raise ImageError("the file object has no data ready (non-blocking stream); read the image into bytes first")
     if isinstance(data, str):
         raise ImageError("the file object returned text: open the image in binary mode ('rb')")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageError(f"the file object's read() returned {type(data).__name__}, not bytes")
-    return _from_bytes(bytes(data), max_pixels, what="the file object")
+    return bytes(data)
 
 
 def _from_bytes(data: bytes, max_pixels: int, *, what: str) -> Image.Image:
     if len(data) == 0:
         raise ImageError(f"{what} is empty (0 bytes): pass a PNG, JPEG or other image file")
+    return _decode(io.BytesIO(data), max_pixels, what=what)
+
+
+def _decode(fh: IO[bytes], max_pixels: int, *, what: str) -> Image.Image:
+    """Identify the format from the header of seekable `fh`, check the pixel count, then decode."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(fh) as img:
                 _check_size(img.width, img.height, max_pixels, what)
                 img.load()
                 return _to_rgb(ImageOps.exif_transpose(img) or img, what)
@@ -140,7 +198,8 @@ def _from_bytes(data: bytes, max_pixels: int, *, what: str) -> Image.Image:
         raise ImageError(f"{what} is too large to decode safely ({e}); pass a smaller image, or raise "
                          "PIL.Image.MAX_IMAGE_PIXELS if you trust the file") from None
     except Image.UnidentifiedImageError:
-        raise ImageError(_not_an_image_message(data, what)) from None
+        fh.seek(0)
+        raise ImageError(_not_an_image_message(fh.read(512), what)) from None
     except Exception as e:  # noqa: BLE001 - decoders raise many types on bad data
         raise ImageError(f"{what} could not be decoded: it is truncated or corrupt ({type(e).__name__}: "
                          f"{_first_line(e)}); re-export or re-download the file") from None

@@ -34,9 +34,12 @@ Contract of `word_tokenizer` (stable: saved micro models depend on it):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
+
+from egokit.errors import InputError
 
 DEFAULT_SPECIAL_TOKENS: dict[str, str] = {
     "pad_token": "<pad>",
@@ -240,11 +243,107 @@ def byte_bpe_tokenizer(
     return _wrap(tokenizer, specials, extra, template, padding_side, model_max_length)
 
 
+# ---------------------------------------------------------------------------------------------- checks
+# A tokenizer's `model_max_length` at or above this is transformers' "no limit" placeholder.
+_NO_LIMIT = 10**9
+
+
+def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def unknown_words(tokenizer: Any, text: str) -> list[str]:
+    """The pieces of `text` that `tokenizer` can only read as its unknown token, in order, without repeats.
+
+    A closed-vocabulary tokenizer (`word_tokenizer`: the micro zoo, the tiny test models) maps every word
+    outside its vocabulary to `<unk>` — "日本", an emoji, a misspelling. A byte-level BPE (real checkpoints,
+    `byte_bpe_tokenizer`) encodes any text, so it gives []. So does a tokenizer without an unknown token.
+    With a fast tokenizer the pieces are the exact spans of the unknown tokens (neighbouring ones merged);
+    otherwise each whitespace-separated word that encodes to nothing but unknown tokens is named.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not isinstance(text, str) or not text.strip():
+        return []
+    pieces: list[str] = []
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        spans = [tuple(off) for i, off in zip(enc["input_ids"], enc["offset_mapping"]) if i == unk]
+        pieces = [text[a:b].strip() for a, b in _merge_spans([(int(a), int(b)) for a, b in spans])]
+    else:
+        words = text.split()
+        encoded = tokenizer(words, add_special_tokens=False, verbose=False)["input_ids"]
+        pieces = [w for w, ids in zip(words, encoded) if ids and all(i == unk for i in ids)]
+    return list(dict.fromkeys(p for p in pieces if p))
+
+
+def only_unknown(tokenizer: Any, text: str) -> bool:
+    """True when `text` encodes to nothing but `tokenizer`'s unknown token (and has at least one token)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not isinstance(text, str) or not text.strip():
+        return False
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    return bool(ids) and all(i == unk for i in ids)
+
+
+def check_known_words(tokenizer: Any, text: str, what: str) -> list[str]:
+    """Name the words of `text` the model cannot read (`unknown_words`): a `UserWarning` when some are
+    unknown, an `InputError` when the text is nothing but unknown words. `what` says which text it is
+    (e.g. `'the expression "..."'`). Returns the unknown words ([] for text the model reads whole)."""
+    unknown = unknown_words(tokenizer, text)
+    if not unknown:
+        return []
+    import warnings
+
+    shown = ", ".join(f'"{w}"' for w in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+    unk = getattr(tokenizer, "unk_token", None) or "the unknown token"
+    if only_unknown(tokenizer, text):
+        raise InputError(f"the model cannot read any word of {what}: {shown} are not in its vocabulary (each "
+                         f"becomes {unk}); use words the model knows")
+    warnings.warn(f"the model cannot read {shown} in {what}: not in its vocabulary, read as {unk}; results for "
+                  "those words mean nothing — use words the model knows", UserWarning, stacklevel=3)
+    return unknown
+
+
+def context_limit(model: Any, tokenizer: Any = None) -> int | None:
+    """How many tokens the model reads at most: the smaller of its language model's
+    `max_position_embeddings` and the tokenizer's `model_max_length` (when set); None when neither is known."""
+    limits: list[int] = []
+    config = getattr(model, "config", None)
+    if config is not None:
+        get_text = getattr(config, "get_text_config", None)
+        text_config = get_text() if callable(get_text) else getattr(config, "text_config", None) or config
+        n = getattr(text_config, "max_position_embeddings", None)
+        if isinstance(n, int) and n > 0:
+            limits.append(n)
+    n = getattr(tokenizer, "model_max_length", None)
+    if isinstance(n, int) and 0 < n < _NO_LIMIT:
+        limits.append(n)
+    return min(limits) if limits else None
+
+
+def check_context(n_tokens: int, limit: int | None, what: str = "the prompt") -> None:
+    """`InputError` when `n_tokens` do not fit the model's context length `limit` (None: no known limit)."""
+    if limit is not None and n_tokens > limit:
+        raise InputError(f"{what} needs {n_tokens} tokens (image tokens included), but the model reads at most "
+                         f"{limit} (its context length): shorten the text or use fewer images")
+
+
 __all__ = [
     "DEFAULT_SPECIAL_TOKENS",
     "PUNCTUATION",
     "TINY_WORDS",
     "byte_bpe_tokenizer",
     "chat_template",
+    "check_context",
+    "check_known_words",
+    "context_limit",
+    "only_unknown",
+    "unknown_words",
     "word_tokenizer",
 ]

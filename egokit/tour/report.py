@@ -274,7 +274,7 @@ def render_html(sections: list[Section], ctx: TourContext) -> str:
         "<title>egokit tour</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>egokit tour</h1>",
-        f'<p class="meta">egokit {_e(__version__)} · seed {ctx.seed} · device {_e(ctx._device or ctx.requested_device)} · {status}</p>',
+        f'<p class="meta">egokit {_e(__version__)} · seed {_e(ctx.seed)} · device {_e(ctx._device or ctx.requested_device)} · {status}</p>',
         _contents(sections),
         _summary_table(sections),
         *(_section_html(s) for s in sections),

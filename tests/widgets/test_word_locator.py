@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from unittest import mock
 
 import pytest
@@ -74,3 +75,12 @@ def test_saved_result_needs_no_model_and_errors_show_in_the_status_line(setup, t
     assert "empty" in live.status.value
     with pytest.raises(InputError):
         WordLocator(base, None, scene)
+
+
+def test_text_from_a_loaded_result_file_is_escaped(setup, tmp_path):
+    base, head, scene = setup
+    evil = "<img src=x onerror=alert(1)> <script>alert(2)</script>"
+    r = dataclasses.replace(pixel.refer(base, head, scene, "the circle"), answer=evil, words=evil.split())
+    v = WordLocator(result=type(r).load(r.save(tmp_path / "evil.safetensors")))
+    assert "&lt;img src=x onerror=alert(1)&gt; &lt;script&gt;alert(2)&lt;/script&gt;" in v.status.value
+    assert "<img" not in v.status.value and "<script" not in v.status.value

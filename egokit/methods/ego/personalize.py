@@ -58,6 +58,7 @@ from egokit.methods.ego.select import (
 from egokit.models.adapters.base import GENERATES_TEXT, SOFT_VISUAL_TOKENS
 from egokit.models.context import EncodedImage, Memory, Picture, build, encode_image, tokenizer_of
 from egokit.models.generation import greedy_from_embeds
+from egokit.models.text import check_known_words
 from egokit.results import Result
 
 DEFAULT_BUDGET = 0.2
@@ -78,6 +79,15 @@ def _as_list(images: Any) -> list[Any]:
             raise InputError("no images given: pass at least one reference view")
         return list(images)
     return [images]
+
+
+def _keyword_text(model: Any, keywords: Sequence[str]) -> str:
+    """The keywords joined into one text; the words the model cannot read are named (`check_known_words`:
+    a warning, or an `InputError` when it can read none of them)."""
+    text = " ".join(str(k) for k in keywords)
+    if text.strip():
+        check_known_words(tokenizer_of(model), text, f"the keywords {text.strip()!r}")
+    return text
 
 
 def _check_vlm(model: Any) -> None:
@@ -217,7 +227,7 @@ def calibrate_layers(model: Any, images: Sequence[Any], masks: Sequence[Any] | N
         iterator = tqdm(views, desc="calibrate layers")
     for view, mask in zip(iterator, view_masks):
         picture = _picture(view)
-        text = " ".join(keywords) if keywords else describe(model, picture, fmt)
+        text = _keyword_text(model, keywords) if keywords else describe(model, picture, fmt)
         ref = look_at_reference(model, picture, text, fmt.describe, layers=None, keep_all=bool(keywords))
         coverage = mask_coverage(mask, ref.boxes)
         k = budget_k(budget, ref.n_tokens)
@@ -243,7 +253,7 @@ def look_at(model: Any, image: Any, *, keywords: Sequence[str] | None = None, de
     fmt = resolve_format(model, format)
     picture = _picture(image)
     if keywords is not None:
-        text = " ".join(str(k) for k in keywords)
+        text = _keyword_text(model, keywords)
     else:
         text = description if description is not None else describe(model, picture, fmt)
     return look_at_reference(model, picture, text, fmt.describe, layers=None if layers is None else list(layers),
@@ -305,6 +315,7 @@ def remember(model: Any, images: Any, name: str, *, budget: int | float = DEFAUL
         text = " ".join(str(k) for k in keywords)
         if not text.strip():
             raise InputError("keywords are empty: pass some words, or None to use the model's description")
+        _keyword_text(model, keywords)
     elif description is not None:
         text = description
     elif needs_text:

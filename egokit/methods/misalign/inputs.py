@@ -7,6 +7,8 @@ Caption rules (documented in `egokit.methods.misalign.scoring.score`):
 - A caption longer than the text encoder's limit is an `InputError` naming the words that do not fit,
   unless `truncate=True`: then the caption is cut at the last word that fits and a `UserWarning` names
   the dropped words (they are also kept in the result's `dropped_words`).
+- Words the tokenizer can only read as its unknown token (a closed-vocabulary model and "日本", an emoji)
+  are named in a `UserWarning`; a caption made of nothing but such words is an `InputError`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from egokit.errors import InputError
 from egokit.methods.misalign.words import token_words, word_spans
 from egokit.models.adapters.base import DUAL_ENCODER
+from egokit.models.text import check_known_words
 
 #: The paper's prompt: "A photo depicts " + caption.
 PAPER_TEMPLATE = "A photo depicts "
@@ -199,6 +202,9 @@ def tokenize(bundle: ModelBundle, captions: Sequence[str], template: str, trunca
     if not getattr(tok, "is_fast", False):
         raise InputError("misalignment scoring needs a fast tokenizer (character offsets map tokens to words)")
     fitted = [check_caption(c, i if len(captions) > 1 else None) for i, c in enumerate(captions)]
+    for caption in fitted:
+        shown = caption if len(caption) <= 60 else caption[:57] + "..."
+        check_known_words(tok, caption, f'the caption "{shown}"')
     dropped: list[list[str]] = [[] for _ in fitted]
     lengths = [len(ids) for ids in tok([template + c for c in fitted], verbose=False)["input_ids"]]
     for i, n in enumerate(lengths):

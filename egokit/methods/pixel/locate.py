@@ -41,6 +41,7 @@ from egokit.methods.pixel.result import PixelResult
 from egokit.methods.pixel.targets import CAPTION_PROMPT, refer_prompt
 from egokit.models.adapters.base import GENERATES_TEXT
 from egokit.models.generation import greedy_ids
+from egokit.models.text import check_context, check_known_words, context_limit
 from egokit.zoo import ZOO_DIR
 
 DEFAULT_HEAD = "micro-pixel"
@@ -123,8 +124,14 @@ def prompt_inputs(loaded: Any, picture: Any, prompt: str) -> tuple[Any, dict[str
         raise InputError("the prompt is empty: ask something about the image")
     adapter = loaded.adapter
     adapter.require(GENERATES_TEXT, "the point head")
-    inputs = adapter.prepare([picture], adapter.prompt(prompt, 1))
-    return inputs, adapter.model_inputs(inputs)
+    text = adapter.prompt(prompt, 1)
+    limit = context_limit(loaded.model, tokenizer_of(loaded))
+    if isinstance(text, str):  # the text alone already too long: refuse before the processor warns
+        check_context(len(tokenizer_of(loaded)(text, verbose=False)["input_ids"]), limit)
+    inputs = adapter.prepare([picture], text)
+    model_inputs = adapter.model_inputs(inputs)
+    check_context(int(model_inputs["input_ids"].shape[1]), limit)
+    return inputs, model_inputs
 
 
 def _layout(loaded: Any, inputs: Any) -> Any:
@@ -153,6 +160,8 @@ def token_points(loaded: Any, head: PointHead, image: Any, prompt: str, answer_i
     picture = _picture(image)
     inputs, model_inputs = prompt_inputs(loaded, picture, prompt)
     start = model_inputs["input_ids"].shape[1]
+    check_context(start + len(answer_ids), context_limit(loaded.model, tokenizer_of(loaded)),
+                  "the prompt and answer")
     ids = torch.tensor([list(answer_ids)], dtype=torch.long, device=model_inputs["input_ids"].device)
     full = extend_inputs(model_inputs, ids)
     with torch.no_grad(), head.attached(loaded, check=check), feature_hooks(loaded) as hooks:
@@ -206,6 +215,7 @@ def localize(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, prompt: st
         if not ids:
             raise InputError("the model generated an empty answer; nothing to locate")
     else:
+        check_known_words(tok, answer, f"the answer {answer!r}")
         ids = _encode(tok, answer)
     points = token_points(loaded, head, picture, prompt, ids, check=check)
     tokens, token_word, words, text = answer_words(tok, ids)
@@ -227,6 +237,7 @@ def refer(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, expression: s
     head = as_head(head, loaded.device)
     picture = _picture(image)
     tok = tokenizer_of(loaded)
+    check_known_words(tok, expression, f"the expression {expression.strip()!r}")
     prompt = refer_prompt(expression)
     ids = _encode(tok, expression.strip())
     points = token_points(loaded, head, picture, prompt, ids, check=check)
