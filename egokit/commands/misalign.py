@@ -8,8 +8,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from egokit.commands import options
 from egokit.commands.registry import command
 from egokit.errors import InputError
@@ -138,6 +136,8 @@ TITLE = "Misalignment (CLIP4DM): which caption words do not match the image"
 @register_section("misalign", TITLE, order=20)
 def misalign_section(ctx: TourContext) -> Section:
     """A scene with its true caption and a foil, per-word scores and heatmaps, and a small evaluation."""
+    import numpy as np
+
     from egokit.methods.misalign import average_precision, foil_set, localisation, score, score_variants
     from egokit.viz.scene import gallery
 

@@ -14,7 +14,7 @@ from egokit.methods.pixel.evaluation import center_box, inside, iou, match_phras
 from egokit.methods.pixel.head import PointHead
 from egokit.methods.pixel.targets import canonical_objects
 from egokit.methods.pixel.training import load_base
-from egokit.results import Evaluation
+from egokit.results import Evaluation, flat_metrics
 
 KEYS = ("word_in_box", "word_in_box_center_baseline", "refer_p50", "refer_p50_center_baseline",
         "caption_attr_acc_with_head", "caption_attr_acc_without_head")
@@ -63,7 +63,7 @@ def test_evaluate_on_a_tiny_model_returns_every_metric(tmp_path):
     assert json.dumps(m)
     back = type(ev).load(ev.save(tmp_path / "eval.safetensors"))
     assert back.metrics() == m and ev._repr_png_().startswith(b"\x89PNG")
-    assert pixel_eval.flatten({"a": 1, "b": {"1": 0.5, "2": {"x": 2}}}) == {"a": 1, "b.1": 0.5, "b.2.x": 2}
+    assert flat_metrics({"a": 1, "b": {"1": 0.5, "2": {"x": 2}}}) == {"a": 1, "b.1": 0.5, "b.2.x": 2}
 
 
 def test_cli_pixel_commands(tmp_path, capsys, monkeypatch):

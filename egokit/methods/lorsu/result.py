@@ -23,23 +23,11 @@ from PIL import Image
 
 from egokit.methods.lorsu.accuracies import Accuracies, control_accuracy, target_accuracy
 from egokit.methods.lorsu.session import SessionReport
-from egokit.results import Evaluation
+from egokit.results import Evaluation, flat_metrics
 
 FILE_KIND = "egokit.lorsu_evaluation"
 FILE_VERSION = 1
 MAIN = ("lorsu", "full", "lora", "spu", "layernorm")
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one flat dict with dotted keys ({"a": {"b": 1}} → {"a.b": 1})."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 @dataclass(repr=False)
@@ -115,7 +103,7 @@ class LorsuEvaluation(Evaluation):
         ("methods.lorsu.ti", "before.target", "settings.lr.lorsu", ...), with "sessions" their number."""
         tree = self.summary()
         tree["sessions"] = len(self.sessions)
-        return flatten(tree)
+        return flat_metrics(tree)
 
     # -- display -------------------------------------------------------------------------------------
     def to_image(self) -> Image.Image:
@@ -197,4 +185,4 @@ class LorsuEvaluation(Evaluation):
                    seconds=float(meta["seconds"]))
 
 
-__all__ = ["FILE_KIND", "FILE_VERSION", "LorsuEvaluation", "control_accuracy", "flatten", "target_accuracy"]
+__all__ = ["FILE_KIND", "FILE_VERSION", "LorsuEvaluation", "control_accuracy", "target_accuracy"]

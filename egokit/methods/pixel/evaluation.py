@@ -53,7 +53,7 @@ from egokit.methods.pixel.locate import (
     tokenizer_of,
 )
 from egokit.methods.pixel.targets import CAPTION_PROMPT, caption_words, refer_prompt, referring_expressions
-from egokit.results import MetricsEvaluation
+from egokit.results import MetricsEvaluation, flat_metrics
 
 ATTRIBUTE_ROLES = ("size", "colour", "pattern", "shape")
 #: the micro zoo model the shipped head (`DEFAULT_HEAD`) was trained on
@@ -71,17 +71,6 @@ class PixelEvaluation(MetricsEvaluation):
     FILE_KIND: ClassVar[str] = "egokit.pixel_evaluation"
     FILE_VERSION: ClassVar[int] = 1
     FILE_WHAT: ClassVar[str | None] = "pixel evaluation"
-
-
-def flatten(metrics: dict[str, Any]) -> dict[str, Any]:
-    """`{"a": {"b": 1}}` → `{"a.b": 1}` (in place of the nested entry; other entries as they are)."""
-    out: dict[str, Any] = {}
-    for k, v in metrics.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{sub}": x for sub, x in flatten(v).items()})
-        else:
-            out[k] = v
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -306,7 +295,7 @@ def evaluate(model: Any = DEFAULT_MODEL, head: Any = DEFAULT_HEAD, seed: int = 0
         "head": _head_name(head),
         "seconds": round(time.monotonic() - t0, 1),
     }
-    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in flatten(out).items()}
+    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in flat_metrics(out).items()}
     settings = {"seed": seed, "n": n, "n_refer": n_refer, "world_seed": world_seed, "probe": probe}
     return PixelEvaluation(metrics, settings)
 
@@ -339,7 +328,6 @@ __all__ = [
     "PixelEvaluation",
     "center_box",
     "evaluate",
-    "flatten",
     "inside",
     "iou",
     "match_phrases",
