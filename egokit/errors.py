@@ -29,3 +29,7 @@ class MemoryFileError(EgokitError):
 
 class CapabilityError(EgokitError):
     """A method was asked to run on a model family that lacks what it needs (e.g. text generation)."""
+
+
+class VersionError(EgokitError):
+    """An installed library is outside the range of versions the kit is tested with."""

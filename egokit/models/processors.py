@@ -36,6 +36,42 @@ PROCESSOR_CLASSES: dict[str, type[ProcessorMixin]] = {}
 """model_type -> the processor class to load instead of `AutoProcessor` (each family's file registers its own)."""
 
 
+def pil_image_processor(model_dir: str, class_name: str) -> tuple[type, bool]:
+    """The PIL image processor class `class_name` of transformers' `models/<model_dir>` package, and whether
+    transformers' own name for it is a placeholder.
+
+    Imported from its own module: on some releases of the supported range (5.17, without torchvision) the
+    package-level name of a PIL processor is a placeholder that asks for torchvision although the class never
+    uses it, and `AutoImageProcessor` then cannot load a saved folder (see `PilImageProcessorLoading`).
+    """
+    import importlib
+
+    import transformers
+
+    names = (transformers, importlib.import_module(f"transformers.models.{model_dir}"))
+    placeholder = any(getattr(getattr(where, class_name, None), "is_dummy", False) for where in names)
+    module = importlib.import_module(f"transformers.models.{model_dir}.image_processing_pil_{model_dir}")
+    return getattr(module, class_name), placeholder
+
+
+class PilImageProcessorLoading:
+    """`from_pretrained` that builds the image processor from its PIL class when transformers' auto loader
+    only sees a placeholder for it (`pil_image_processor`); otherwise the stock loading."""
+
+    pil_image_processor_class: type | None = None  # set by the family when its name is a placeholder
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        if cls.pil_image_processor_class is None:
+            return super().from_pretrained(path, **kwargs)  # type: ignore[misc]
+        from transformers import AutoTokenizer
+
+        processor_dict, instantiation_kwargs = cls.get_processor_dict(path, **kwargs)  # type: ignore[attr-defined]
+        image_processor = cls.pil_image_processor_class.from_pretrained(path, **kwargs)  # type: ignore[attr-defined]
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        return cls.from_args_and_dict([image_processor, tokenizer], processor_dict, **instantiation_kwargs)  # type: ignore[attr-defined]
+
+
 def load_processor(path: str | os.PathLike[str], model_type: str | None = None, **kwargs: Any) -> Any:
     """Load the processor saved in `path` (a folder or hub id) for a model of `model_type`.
 
@@ -48,4 +84,4 @@ def load_processor(path: str | os.PathLike[str], model_type: str | None = None, 
     return AutoProcessor.from_pretrained(path, **kwargs)
 
 
-__all__ = ["PROCESSOR_CLASSES", "StockNameMixin", "load_processor"]
+__all__ = ["PROCESSOR_CLASSES", "PilImageProcessorLoading", "StockNameMixin", "load_processor", "pil_image_processor"]

@@ -13,6 +13,7 @@ import importlib
 import pkgutil
 
 from egokit.models.adapters.base import ADAPTERS, Adapter, ImageTokens, register_adapter
+from egokit.versions import check_transformers
 
 #: modules of this package that hold shared code, not a family
 SHARED_MODULES = frozenset({"base", "common", "vlm"})
@@ -22,7 +23,11 @@ IMPORT_ERRORS: dict[str, Exception] = {}
 
 
 def load_adapters() -> dict[str, type[Adapter]]:
-    """Import all family modules; return the registry (model_type → adapter class)."""
+    """Import all family modules; return the registry (model_type → adapter class).
+
+    Checks the installed transformers first (`egokit.versions`): outside the tested range, one VersionError.
+    """
+    check_transformers()
     for name in FAMILY_MODULES:
         module = f"{__name__}.{name}"
         try:

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import Idefics3Config, Idefics3Processor, SmolVLMConfig
 from transformers.models.smolvlm.processing_smolvlm import SmolVLMProcessor
 from transformers.processing_utils import ProcessorMixin
 
@@ -39,7 +40,12 @@ from egokit.models.adapters.base import (
 from egokit.models.adapters.common import merge_config, tiny_model, tiny_token_ids, vlm_paths
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
-from egokit.models.processors import PROCESSOR_CLASSES, StockNameMixin
+from egokit.models.processors import (
+    PROCESSOR_CLASSES,
+    PilImageProcessorLoading,
+    StockNameMixin,
+    pil_image_processor,
+)
 from egokit.models.text import TINY_WORDS, word_tokenizer
 
 _ROW_COL = re.compile(r"<row_(\d+)_col_(\d+)>")
@@ -54,7 +60,7 @@ class _View:
 
 
 
-class SmolVLMImageOnlyProcessor(StockNameMixin, SmolVLMProcessor):
+class SmolVLMImageOnlyProcessor(PilImageProcessorLoading, StockNameMixin, SmolVLMProcessor):
     """`SmolVLMProcessor` without the video processor and without the `num2words` requirement (videos only)."""
 
     stock_class_name = "SmolVLMProcessor"
@@ -82,6 +88,17 @@ class SmolVLMImageOnlyProcessor(StockNameMixin, SmolVLMProcessor):
         return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
 
+class Idefics3Loading(PilImageProcessorLoading, Idefics3Processor):
+    """The stock `Idefics3Processor`, loadable without torchvision on every supported release."""
+
+
+IDEFICS3_IMAGE_PROCESSOR, _placeholder = pil_image_processor("idefics3", "Idefics3ImageProcessorPil")
+if _placeholder:
+    Idefics3Loading.pil_image_processor_class = IDEFICS3_IMAGE_PROCESSOR
+    PROCESSOR_CLASSES["idefics3"] = Idefics3Loading
+SMOLVLM_IMAGE_PROCESSOR, _placeholder = pil_image_processor("smolvlm", "SmolVLMImageProcessorPil")
+if _placeholder:
+    SmolVLMImageOnlyProcessor.pil_image_processor_class = SMOLVLM_IMAGE_PROCESSOR
 PROCESSOR_CLASSES["smolvlm"] = SmolVLMImageOnlyProcessor
 
 
@@ -233,7 +250,12 @@ class Idefics3Adapter(VLMAdapter):
             return []
         mask = inputs.get("pixel_attention_mask")
         out = self.base.get_image_features(pixel_values=pixel_values, pixel_attention_mask=mask)
-        per_row = out.pooler_output if hasattr(out, "pooler_output") else out  # one entry per batch row
+        per_row = out.pooler_output if hasattr(out, "pooler_output") else out
+        if isinstance(per_row, torch.Tensor):
+            # Releases before 5.2x return every real view of the batch in one tensor (views, tokens, width);
+            # later ones one flat entry per batch row. Views that are all zeros are padding, dropped by both.
+            real = pixel_values.flatten(2).ne(0).any(-1).sum(1).tolist()
+            per_row = [f.reshape(-1, f.shape[-1]) for f in per_row.split(real)]
         per_view = self.tokens_side**2
         features: list[torch.Tensor] = []
         for row, row_features in enumerate(per_row):
@@ -329,14 +351,13 @@ def build_tiny_idefics3(
         overrides.pop("vision_config", None),
     )
     if variant == "idefics3":
-        from transformers import Idefics3Config as Config
         from transformers import Idefics3ForConditionalGeneration as Model
-        from transformers import Idefics3ImageProcessorPil as ImageProcessor
-        from transformers import Idefics3Processor as Processor
+
+        Config, ImageProcessor, Processor = Idefics3Config, IDEFICS3_IMAGE_PROCESSOR, Idefics3Processor
     else:
-        from transformers import SmolVLMConfig as Config
         from transformers import SmolVLMForConditionalGeneration as Model
-        from transformers import SmolVLMImageProcessorPil as ImageProcessor
+
+        Config, ImageProcessor = SmolVLMConfig, SMOLVLM_IMAGE_PROCESSOR
 
         Processor = SmolVLMImageOnlyProcessor
 
