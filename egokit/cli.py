@@ -4,16 +4,20 @@ Nothing here knows a method: each command module declares its sub-commands (`ego
 with the shared options (`egokit.commands.options`) and imports what it needs lazily, so `egokit --help`
 is instant. Errors the kit raises on purpose (`EgokitError`) are printed as one line with a non-zero exit
 code; an unexpected error is printed as one line too, with a hint to re-run with `--debug` for the traceback.
-`--debug` is accepted before or after the sub-command. When the reader of the output goes away
+`--debug` is accepted before or after the sub-command. The output shows the kit's own progress bars and
+messages only: transformers' and the hub's loading bars, logs and warnings are hidden unless `--verbose`. When the reader of the output goes away
 (`egokit ... --json | head -1`), the command ends quietly with the status of a broken pipe (141).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from egokit.commands import discover
 from egokit.commands.registry import add_commands
@@ -24,6 +28,9 @@ Handler = Callable[[argparse.Namespace], int | None]
 #: the exit status of a command whose reader closed the pipe (128 + SIGPIPE, what a shell reports)
 BROKEN_PIPE = 141
 _DEBUG_HELP = "show full tracebacks on errors"
+_VERBOSE_HELP = "also show the libraries' own progress bars, logs and warnings (transformers, the hub)"
+#: libraries whose bars, logs and warnings the command line hides unless --verbose
+_LIBRARIES = ("transformers", "huggingface_hub", "accelerate", "peft")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,13 +40,50 @@ def build_parser() -> argparse.ArgumentParser:
         description="Look inside vision-language models: attention, gradients, and five research methods.",
     )
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
     discover()
     add_commands(parser.add_subparsers(dest="command", metavar="COMMAND"))
     for sub in _sub_parsers(parser):
-        if "--debug" not in sub._option_string_actions:
-            # SUPPRESS: absent after the sub-command, the root's value stands
-            sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+        for flag, text in (("--debug", _DEBUG_HELP), ("--verbose", _VERBOSE_HELP)):
+            if flag not in sub._option_string_actions:
+                # SUPPRESS: absent after the sub-command, the root's value stands
+                sub.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
     return parser
+
+
+@contextmanager
+def _quiet_libraries(verbose: bool) -> Iterator[None]:
+    """While a command runs, hide the libraries' progress bars, info logs and warnings (the kit's own bars
+    and messages stay); everything is as before afterwards (the command line also runs inside notebooks
+    and tests)."""
+    if verbose:
+        yield
+        return
+    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")}
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when the libraries are imported
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    restore = []
+    if "transformers" in sys.modules:  # already imported: set it directly, and put it back afterwards
+        from transformers.utils import logging as hf_logging
+
+        level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        restore.append(lambda: (hf_logging.set_verbosity(level),
+                                hf_logging.enable_progress_bar() if bars else hf_logging.disable_progress_bar()))
+    try:
+        with warnings.catch_warnings():
+            for library in _LIBRARIES:
+                warnings.filterwarnings("ignore", module=rf"{library}(\.|$)")
+            yield
+    finally:
+        for undo in restore:
+            undo()
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _sub_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -84,16 +128,17 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     debug = args.debug or os.environ.get("EGOKIT_DEBUG") == "1"
+    interrupted = False
     try:
-        code = func(args)
+        with _quiet_libraries(getattr(args, "verbose", False)):
+            code = func(args)
     except EgokitError as e:
         if debug:
             raise
         print(f"egokit: error: {str(e).strip()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("egokit: interrupted", file=sys.stderr)
-        return 130
+        interrupted = True
     except BrokenPipeError:
         raise  # the reader went away: `main` ends quietly
     except Exception as e:  # noqa: BLE001 - the CLI never shows a raw traceback
@@ -103,6 +148,12 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"egokit: unexpected error ({type(e).__name__}: {first}); re-run with --debug for details",
               file=sys.stderr)
         return 1
+    if interrupted:
+        # printed once the interrupted frames are released (cycles included), so that a progress bar they
+        # held prints its last state before this line rather than after it
+        gc.collect()
+        print("egokit: interrupted", file=sys.stderr)
+        return 130
     return int(code or 0)
 
 

@@ -33,3 +33,9 @@ class CapabilityError(EgokitError):
 
 class VersionError(EgokitError):
     """An installed library is outside the range of versions the kit is tested with."""
+
+
+class DeviceError(InputError, ModelLoadError):
+    """A device that is unknown, or not available on this machine (e.g. `cuda` without a CUDA GPU).
+
+    Both an `InputError` (a bad option) and a `ModelLoadError` (what `egokit.load` raises)."""

@@ -1,5 +1,6 @@
-"""Plumbing shared by the zoo recipes: devices, seeds, learning-rate schedule, resumable checkpoints,
-atomic files and the fp16 export of a trained model.
+"""Plumbing shared by the zoo recipes: seeds, learning-rate schedule, resumable checkpoints, JSON files
+(written atomically through `egokit.files`) and the fp16 export of a trained model. Devices come from
+`egokit.models.loading.resolve_device`, the kit's one resolver.
 
 A training state (`state.safetensors` in the run folder, no pickle) holds model, heads and optimizer state dicts plus the
 step reached; it is written atomically every few minutes and read back with `weights_only=True`.
@@ -9,9 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,14 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from egokit.files import atomic_path, write_text_atomic
+
 STATE_FILE = "state.safetensors"
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """`"auto"` → CUDA when present, else CPU; anything else is passed to `torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:
@@ -51,22 +45,9 @@ def lr_at(step: int, total: int, peak: float, warmup: int, floor: float = 0.05) 
     return peak * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """Write `obj` as indented JSON with sorted keys, atomically (the kit's one writer, `egokit.files`)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
@@ -76,16 +57,8 @@ def save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
 
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(dict(state), tensors)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".state.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"egokit.state": json.dumps(skeleton)})
-        os.replace(tmp, run_dir / STATE_FILE)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(run_dir / STATE_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"egokit.state": json.dumps(skeleton)})
 
 
 def load_state(run_dir: Path, device: torch.device) -> dict[str, Any] | None:

@@ -1,5 +1,7 @@
 """Notebook runs (nbval: one test per cell) print each notebook's total run time at the end of the session,
-and the session fails when a notebook takes longer than the workshop budget of three minutes."""
+and the session fails when a notebook takes longer than three minutes. Each notebook's target is 90 s on a
+quiet 2-core CPU (`notebooks/timings.json`, written by `python notebooks/execute.py`); the suite's limit is
+looser because other tests share the machine."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections import defaultdict
 import pytest
 
 BUDGET_S = 180.0
+TARGET_S = 90.0
 _seconds: dict[str, float] = defaultdict(float)
 
 
@@ -20,9 +23,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 (pytest's TerminalReporter)
     if not _seconds:
         return
-    terminalreporter.section("notebook run times (budget 3 minutes each)")
+    terminalreporter.section("notebook run times (target 90 s on a quiet machine; the suite fails over 3 minutes)")
     for path, seconds in sorted(_seconds.items()):
-        over = "  <- over the budget" if seconds > BUDGET_S else ""
+        over = "  <- over the limit" if seconds > BUDGET_S else ("  (over the 90 s target)" if seconds > TARGET_S else "")
         terminalreporter.write_line(f"{seconds:7.1f} s  {path}{over}")
 
 

@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, int]] = [
     ("egokit.results", 2),
     ("egokit.training", 1),
     ("egokit.files", 0),
+    ("egokit.argtypes", 0),
     ("egokit.errors", 0),
     ("egokit", 0),  # the package root: the public API, which imports its names lazily (by name, not by import)
 ]

@@ -4,6 +4,7 @@ A block preceded by `<!-- docs: skip (reason) -->` is skipped for that reason; t
 that runs this check (CI runs it), so it is not run again from here.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -49,3 +50,9 @@ def test_readme_block_runs(lang, body, tmp_path):
         assert "report written to" in r.stdout and index.exists()
         html = index.read_text(encoding="utf-8")
         assert html.count("data:image/png;base64,") >= 1
+        # The first screen is the headline table: one row per method, before any section or metric table.
+        headline = json.loads((ROOT / "egokit-report" / "metrics.json").read_text())["headline"]
+        assert [row["method"] for row in headline] == ["Ego", "CLIP4DM", "LoRSU", "PixelLLM", "SA²VP"]
+        assert html.index('id="headline"') < html.index("<section") < html.index('id="metrics"')
+        # the full tour's own run prints nothing from transformers: no deprecation warnings, no loading bars
+        assert "FutureWarning" not in r.stderr and "Loading weights" not in r.stderr

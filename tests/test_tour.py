@@ -11,13 +11,16 @@ from PIL import Image
 
 from egokit import cli
 from egokit.errors import EgokitError, InputError
-from egokit.tour.report import SECTIONS, Section, register_section, run_tour
+from egokit.tour.report import SECTIONS, Headline, Section, register_section, run_tour
 
 
 @pytest.fixture(autouse=True)
 def only_builtin_sections(monkeypatch):
     """These tests check the report machinery on the built-in ShapesWorld section alone: the methods'
     sections are exercised by the full tour that the README's main command runs (tests/test_readme.py)."""
+    from egokit.commands import discover
+
+    discover()  # the command line imports every section module; do it first so none registers mid-test
     saved = list(SECTIONS)
     SECTIONS[:] = [s for s in SECTIONS if s.key == "shapesworld"]
     yield
@@ -173,3 +176,33 @@ def test_sections_share_one_loaded_model(tmp_path):
     first = ctx.model("micro-clip")
     assert ctx.model("micro-clip") is first and first.family == "clip"
     assert list(ctx.cache) == ["model:micro-clip"]
+
+
+def test_the_headline_table_is_the_first_screen(tmp_path, sections_snapshot):
+    for key, value, shows in (("alpha", 0.9, True), ("beta", 0.2, False)):
+        def build(ctx, key=key, value=value, shows=shows):
+            return Section(key=key, title=key.title(), summary="", metrics={"score": value, "base": 0.5},
+                           headline=Headline(method=key.title(), metric="score", value=value, baseline="base",
+                                             baseline_value=0.5, paper="0.99 on its benchmark",
+                                             rule="above base", shows=shows))
+        register_section(key, key.title(), order=60)(build)
+    run_tour(tmp_path)
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    first = page.index('id="headline"')
+    assert first < page.index("<nav") and first < page.index("<section") < page.index('id="metrics"')
+    table = page[first:page.index("</table>", first)]
+    assert "Alpha" in table and "Beta" in table and "0.99 on its benchmark" in table
+    assert table.count("✓") == 1 and table.count("✗") == 1
+    document = json.loads((tmp_path / "metrics.json").read_text())
+    assert [(row["method"], row["shows"]) for row in document["headline"]] == [("Alpha", True), ("Beta", False)]
+
+
+def test_every_method_section_gives_a_headline():
+    """Each method's builder passes `headline=` (read from its source: the builders themselves are slow; the
+    README's full tour checks the rows they produce)."""
+    import importlib
+    import inspect
+
+    for key in ("ego", "misalign", "lorsu", "pixel", "sa2vp"):
+        assert "headline=Headline(" in inspect.getsource(importlib.import_module(f"egokit.commands.{key}")) or \
+            "headline=_headline(" in inspect.getsource(importlib.import_module(f"egokit.commands.{key}")), key

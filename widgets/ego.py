@@ -21,9 +21,10 @@ from typing import Any
 
 import ipywidgets as w
 import torch
+from egokit.widgets.picture import picture_box, show_picture
 
 from egokit.errors import EgokitError, InputError
-from egokit.viz.png import ReprPNG, to_png_bytes
+from egokit.viz.png import ReprPNG
 
 _MEAN = "mean"
 
@@ -55,8 +56,8 @@ class KeywordPicker(w.VBox, ReprPNG):
         self.aggregate = w.Dropdown(options=["mean", "max"], value="mean", description="aggregate")
         self.info = w.HTML()
         self.image = w.Image(format="png")
-        super().__init__([w.HBox([self.describe_button, self.status]), self.words_box,
-                          w.HBox([self.budget, self.aggregate]), self.layers, self.info, self.image])
+        controls = w.VBox([self.budget, self.aggregate, self.layers, self.info], layout=w.Layout(width="360px"))
+        super().__init__([w.HBox([self.describe_button, self.status]), self.words_box, w.HBox([self.image, controls])])
         self.describe_button.on_click(lambda _: self.run())
         for control in (self.budget, self.layers, self.aggregate):
             control.observe(lambda _: self._render(), names="value")
@@ -145,7 +146,7 @@ class KeywordPicker(w.VBox, ReprPNG):
         keys = [self.words[i].description for i in self.chosen_words()]
         self.info.value = (f"keywords: <b>{escape(' '.join(keys) or '(none)')}</b> · layers {list(self.layers.value)} · "
                            f"{self.aggregate.value} · keeps {int(self.selected().numel())} of {self.look.n_tokens} tokens")
-        self.image.value = to_png_bytes(self.to_image())
+        show_picture(self.image, self.to_image())
 
 
 class TokenHeatmap(w.VBox, ReprPNG):
@@ -212,7 +213,7 @@ class TokenHeatmap(w.VBox, ReprPNG):
     def _render(self) -> None:
         s = self.scores()
         self.info.value = f"max {float(s.max()):.4f} · sum over visual tokens {float(s.sum()):.4f}"
-        self.image.value = to_png_bytes(self.to_image())
+        show_picture(self.image, self.to_image())
 
 
 class MemoryCompare(w.VBox, ReprPNG):
@@ -234,7 +235,8 @@ class MemoryCompare(w.VBox, ReprPNG):
         self.image = w.Image(format="png")
         super().__init__([self.metric, self.image])
         self.metric.observe(lambda _: self._render(), names="value")
-        self._pngs: dict[str, bytes] = {}
+        self._pictures: dict[str, Any] = {}
+        self._box: tuple[int, int] | None = None  # every metric in the box of the first picture
         self._render()
 
     def to_image(self) -> Any:
@@ -245,9 +247,11 @@ class MemoryCompare(w.VBox, ReprPNG):
 
     def _render(self) -> None:
         key = self.metric.value
-        if key not in self._pngs:
-            self._pngs[key] = to_png_bytes(self.to_image())
-        self.image.value = self._pngs[key]
+        if key not in self._pictures:
+            self._pictures[key] = self.to_image()
+        if self._box is None:
+            self._box = picture_box(self._pictures[key])
+        show_picture(self.image, self._pictures[key], self._box)
 
 
 __all__ = ["KeywordPicker", "MemoryCompare", "TokenHeatmap"]

@@ -11,7 +11,9 @@ from html import escape
 from typing import Any
 
 import ipywidgets as w
+from egokit.widgets.picture import show_picture
 
+from egokit.errors import InputError
 from egokit.methods.explore import VIEWS, Exploration, explore
 from egokit.viz.png import to_png_bytes
 
@@ -42,8 +44,9 @@ class AttentionExplorer(w.VBox):
         self.run_button.on_click(lambda _: self.run())
         for control in (self.token, self.view, self.layer, self.head):
             control.observe(lambda _: self.render(), names="value")
-        super().__init__([w.HBox([self.prompt, self.run_button]), self.token,
-                          w.HBox([self.view, self.layer, self.head]), self.picture, self.info])
+        # The picture with its controls beside it, so both fit one laptop screen.
+        controls = w.VBox([self.view, self.layer, self.head, self.info], layout=w.Layout(width="360px"))
+        super().__init__([w.HBox([self.prompt, self.run_button]), self.token, w.HBox([self.picture, controls])])
         if run:
             self.run()
 
@@ -70,7 +73,7 @@ class AttentionExplorer(w.VBox):
         head = None if self.head.value == MEAN else int(self.head.value)
         if self.view.value != "attention":
             layer = head = None
-        self.picture.value = to_png_bytes(result.overlay(self.token.value, self.view.value, layer, head).resize((320, 320)))
+        show_picture(self.picture, result.overlay(self.token.value, self.view.value, layer, head).resize((320, 320)))
         m = result.memory
         notes = "".join(f"<br><i>{escape(str(n))}</i>" for n in result.notes)
         self.info.value = (
@@ -78,8 +81,12 @@ class AttentionExplorer(w.VBox):
             f"instead of {m.full_bytes / 2**20:.2f} MiB for full output_attentions ({m.ratio:.0f}× less){notes}"
         )
 
-    def _repr_png_(self) -> bytes | None:
-        """Static twin: the strip of all views for the chosen token."""
+    def to_image(self) -> Any:
+        """The widget's static picture: the strip of all views for the chosen token."""
         if self.result is None:
-            return None
-        return to_png_bytes(self.result.to_image(self.token.value))
+            raise InputError("nothing explored yet: press Run")
+        return self.result.to_image(self.token.value)
+
+    def _repr_png_(self) -> bytes | None:
+        """Static twin (`to_image`), shown where the live widget cannot be."""
+        return None if self.result is None else to_png_bytes(self.to_image())

@@ -16,9 +16,10 @@ from html import escape
 from typing import Any
 
 import ipywidgets as w
+from egokit.widgets.picture import show_picture
 
 from egokit.errors import EgokitError, InputError
-from egokit.viz.png import ReprPNG, to_png_bytes
+from egokit.viz.png import ReprPNG
 
 
 class MisalignmentViewer(w.VBox, ReprPNG):
@@ -96,7 +97,7 @@ class MisalignmentViewer(w.VBox, ReprPNG):
 
         self.words_html.value = caption_html(r)
         if r.image is not None:
-            self.image.value = to_png_bytes(r.heatmap_image(self.word.value))
+            show_picture(self.image, r.heatmap_image(self.word.value))
 
     def to_image(self) -> Any:
         """The current view as a picture (chosen word's heatmap over the caption flagged at ε)."""

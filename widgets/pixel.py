@@ -17,9 +17,10 @@ from html import escape
 from typing import Any
 
 import ipywidgets as w
+from egokit.widgets.picture import show_picture
 
 from egokit.errors import EgokitError, InputError
-from egokit.viz.png import ReprPNG, to_png_bytes
+from egokit.viz.png import ReprPNG
 
 ALL_WORDS = "all words"
 
@@ -111,7 +112,7 @@ class WordLocator(w.VBox, ReprPNG):
     # -- rendering (no model) -------------------------------------------------------------------------
     def _render(self) -> None:
         if self.result is not None:
-            self.image.value = to_png_bytes(self.result.to_image(self.word.value))
+            show_picture(self.image, self.result.to_image(self.word.value))
 
     def to_image(self) -> Any:
         """The current view as a picture (the chosen word's point and box, or every word's point)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from egokit.commands import options
 from egokit.commands.registry import command
-from egokit.tour.report import Section, TourContext, register_section
+from egokit.tour.report import Headline, Section, TourContext, register_section
 
 if TYPE_CHECKING:
     from egokit.methods.ego import EgoEvaluation
@@ -204,11 +204,16 @@ def ego_section(ctx: TourContext) -> Section:
         key="ego",
         title=TITLE,
         summary=("Ego remembers a personal concept as the few visual tokens its description's keywords attend "
-                 "to, then recognises and names it from those tokens alone, with no training step. The tokens "
+                 "to, then recognises it from those tokens alone, with no training step. The tokens "
                  "it keeps sit on the concept (not on the clutter beside it), and recognition with a fifth of "
                  "the tokens stays close to a whole-image memory."),
         images=images,
         metrics=metrics,
+        headline=Headline(
+            method="Ego", metric=f"recognition F1, {BUDGET:.0%} of tokens", value=metrics["f1_ego"],
+            baseline="evenly spaced tokens", baseline_value=metrics["f1_uniform"],
+            paper="Yo'LLaVA F1 80.4 vs uniform 77.7 at 20 % (InternVL3-14B)",
+            rule="F1 above evenly spaced tokens", shows=metrics["f1_ego"] > metrics["f1_uniform"]),
         commands=[f"egokit ego eval --json --seed {ctx.seed} --concepts 16 --budget {BUDGET}",
                   "egokit ego remember REFERENCE.png NAME --bank my.bank",
                   "egokit ego ask QUERY.png \"is NAME in this image ?\" --bank my.bank"],

@@ -19,7 +19,7 @@ from typing import Any
 
 from egokit.commands import options
 from egokit.commands.registry import command
-from egokit.tour.report import Section, TourContext, register_section
+from egokit.tour.report import Headline, Section, TourContext, register_section
 
 #: `egokit.methods.lorsu.DEFAULT_MODEL`, spelled here so that registering the command imports no torch
 MODEL = "micro-clip"
@@ -133,8 +133,22 @@ def lorsu_section(ctx: TourContext) -> Section:
                  result.to_image()),
                 ("Target and control accuracy after each session", result.curves_image())],
         metrics=metrics,
+        headline=_headline(result),
         commands=[f"egokit lorsu eval --json --shots 5 --seed {seed}"],
     )
+
+
+def _headline(result: Any) -> Headline:
+    """TI with CC against full fine-tuning: the paper's claim is a gain close to full fine-tuning's with
+    less forgetting."""
+    lorsu, full = result.method_metrics("lorsu"), result.method_metrics("full")
+    shows = lorsu["ti"] >= 0.8 * full["ti"] and lorsu["cc"] > full["cc"]
+    return Headline(
+        method="LoRSU", metric="target gain TI (control change CC)", value=lorsu["ti"],
+        baseline=f"full fine-tuning (LoRSU CC {lorsu['cc']:+.3f}, full CC {full['cc']:+.3f})",
+        baseline_value=full["ti"],
+        paper="TI close to full fine-tuning with much less forgetting (CLIP ViT-L/14, 5 sessions)",
+        rule="TI ≥ 0.8 × full's and CC above full's", shows=shows)
 
 
 __all__ = ["MODEL", "lorsu_section", "run_eval", "summary_lines", "tour_settings"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from egokit.commands import options
 from egokit.commands.registry import command
 from egokit.errors import InputError
-from egokit.tour.report import Section, TourContext, register_section
+from egokit.tour.report import Headline, Section, TourContext, register_section
 
 if TYPE_CHECKING:
     from egokit.methods.misalign import MisalignmentResult
@@ -181,6 +181,11 @@ def misalign_section(ctx: TourContext) -> Section:
         images=[(f"Per-word scores (red: lowers the match, blue: supports it; underlined: flagged) and "
                  f"where the most negative word looks. Foil: {foil.caption!r}.", picture)],
         metrics=metrics,
+        headline=Headline(
+            method="CLIP4DM", metric="localisation accuracy of the swapped word", value=metrics["la"],
+            baseline="a word at random", baseline_value=metrics["chance_la"],
+            paper="FOIL LA 0.84 (ViT-H/14), 0.73 (ViT-B/32)",
+            rule="at least twice chance", shows=metrics["la"] >= 2 * metrics["chance_la"]),
         commands=[
             f"egokit misalign eval --json --seed {ctx.seed} --n 200",
             f"egokit misalign score scene.png \"{foil.caption}\" --out heat.png",

@@ -7,56 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: the largest seed a command accepts: seeds reach numpy and torch, sometimes offset or scaled
-MAX_SEED = 2**32 - 1
-
+from egokit.argtypes import MAX_SEED, count, number, seed_number, thread_count
 
 # ------------------------------------------------------------------------------------------ option types
-
-
-def _whole(text: str) -> int:
-    """`text` as a whole number, or an `ArgumentTypeError` that shows what was given."""
-    try:
-        return int(text.strip())
-    except (ValueError, AttributeError):
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def count(minimum: int = 1, maximum: int | None = None, multiple_of: int = 1) -> Callable[[str], int]:
-    """The argparse type of a whole number in [minimum, maximum] (no upper bound for None) that is a
-    multiple of `multiple_of`: `type=options.count()` for a count of at least one."""
-
-    def parse(text: str) -> int:
-        value = _whole(text)
-        span = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        if value < minimum or (maximum is not None and value > maximum) or value % multiple_of:
-            kind = f"a multiple of {multiple_of} " if multiple_of > 1 else "a whole number "
-            raise argparse.ArgumentTypeError(f"must be {kind}{span}, got {text!r}")
-        return value
-
-    parse.__name__ = "count"  # argparse names the type in its messages
-    return parse
-
-
-def seed_number(text: str) -> int:
-    """The argparse type of `--seed`: a whole number from 0 to `MAX_SEED`."""
-    value = _whole(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, got {text!r}")
-    return value
-
-
-def thread_count(text: str) -> int:
-    """The argparse type of `--threads`: a whole number ≥ 0, where 0 keeps torch's default."""
-    value = _whole(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0 (0: torch's default), got {text!r}")
-    return value
+# The numeric types shared with the recipes' own command lines live one layer down, in egokit.argtypes.
 
 
 def budget(text: str) -> int | float:
@@ -74,17 +32,6 @@ def budget(text: str) -> int | float:
         raise argparse.ArgumentTypeError(f"must be {hint}, got {text!r}")
     if isinstance(value, float) and not 0.0 < value <= 1.0:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be {hint}, got {text!r}; write a count without a point")
-    return value
-
-
-def number(text: str) -> float:
-    """The argparse type of a real-valued option (such as CLIP4DM's ε): any finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number (such as -7.35e-4), got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
 
 

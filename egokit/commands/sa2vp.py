@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from egokit.commands import options
 from egokit.commands.registry import command
-from egokit.tour.report import Section, TourContext, register_section
+from egokit.tour.report import Headline, Section, TourContext, register_section
 
 if TYPE_CHECKING:
     from egokit.methods.sa2vp import SA2VPEvalResult
@@ -52,8 +52,11 @@ def run_eval(model: str = MODEL, device: str = "auto", seed: int = 0, epochs: in
         torch.set_num_threads(before)
     if out:
         result.save(Path(out))
-    if picture:
-        result.to_image().save(Path(picture))
+    if picture:  # atomically, as every file the kit writes: Ctrl-C never leaves half a PNG
+        from egokit.files import write_bytes_atomic
+        from egokit.viz.png import to_png_bytes
+
+        write_bytes_atomic(Path(picture), to_png_bytes(result.to_image()))
     return result
 
 
@@ -131,6 +134,11 @@ def sa2vp_section(ctx: TourContext) -> Section:
         images=[("How much the prompt pathway changes each patch (norm of the added cross-attention term, "
                  "summed over blocks), with SA²VP's answer", run.maps.to_image())] if run.maps is not None else [],
         metrics=metrics,
+        headline=Headline(
+            method="SA²VP", metric=f"accuracy on {task!r}", value=metrics["sa2vp.acc"],
+            baseline="VPT-deep, same parameter budget", baseline_value=metrics["vpt_deep.acc"],
+            paper="above VPT-family prompts on VTAB-1k, FGVC, HTA (ViT-B/16)",
+            rule="above VPT-deep", shows=metrics["sa2vp.acc"] > metrics["vpt_deep.acc"]),
         commands=[f"egokit sa2vp eval --json --seed {ctx.seed}"],
     )
 

@@ -35,6 +35,7 @@ import torch
 
 from egokit.errors import InputError
 from egokit.models.adapters.base import ImageTokens
+from egokit.models.text import check_context, context_limit
 
 TEXT, MEMORY, IMAGE = 0, 1, 2  # what a token of a context is (`token_ids`' kinds)
 
@@ -300,8 +301,10 @@ def _mrope_positions(loaded: Any, input_ids: torch.Tensor, kinds: torch.Tensor,
 
 
 def build(loaded: Any, pieces: Sequence[Piece]) -> Context:
-    """Model inputs (`inputs_embeds`, mask, positions) for one context (see the module docstring)."""
+    """Model inputs (`inputs_embeds`, mask, positions) for one context (see the module docstring).
+    Raises `InputError` when the context is longer than the model's context length."""
     laid = _lay_out(loaded, pieces)
+    check_context(len(laid.ids), context_limit(loaded.model, tokenizer_of(loaded)))
     device = loaded.device
     input_ids = torch.tensor(laid.ids, dtype=torch.long, device=device)
     kinds = torch.tensor(laid.kinds, dtype=torch.long, device=device)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from egokit.errors import InputError, ModelLoadError
+from egokit.errors import DeviceError, ModelLoadError
 from egokit.models.adapters import IMPORT_ERRORS, Adapter, load_adapters
 from egokit.models.adapters.base import GENERATES_TEXT
 from egokit.models.settings import read_settings
@@ -195,12 +195,6 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 # ------------------------------------------------------------------------------------------ devices
-
-
-class DeviceError(InputError, ModelLoadError):
-    """A device that is unknown, or not available on this machine (e.g. `cuda` without a CUDA GPU).
-
-    Both an `InputError` (a bad option) and a `ModelLoadError` (what `egokit.load` raises)."""
 
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from egokit.training import atomic_write_bytes, folder_size
+from egokit.files import write_text_atomic
+from egokit.training import folder_size
+from egokit.zoo import ZOO_DIR
 
 _CLIP_BODY = """\
 A `CLIPModel` trained from scratch on ShapesWorld scenes, shipped inside egokit so that every method
@@ -109,8 +111,25 @@ def _segment_lines(training: dict[str, Any], command: str) -> list[str]:
     return lines
 
 
+def folder_argument(folder: Path) -> str:
+    """How a command names `folder`: its zoo name for a shipped checkpoint, else the path."""
+    folder = Path(folder)
+    return folder.name if folder.resolve().parent == ZOO_DIR.resolve() else str(folder)
+
+
+def recipe_line(training: dict[str, Any], command: str) -> list[str]:
+    """The card's command line(s): per schedule for a run extended on resume; the recorded command of the
+    run (`training.json`'s "command", written by `python -m egokit.recipes.train`) with its steps; else the
+    default recipe's command."""
+    steps = training["recipe"]["steps"]
+    recorded = training.get("command")
+    return (_segment_lines(training, recorded or command)
+            or [f"- command: `{recorded} --steps {steps}`" if recorded else f"- command: `{command}` (default recipe)"])
+
+
 def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
-    """Write `folder/README.md` for a micro model of `kind` ("clip" or "vlm") with these metrics."""
+    """Write `folder/README.md` for a micro model of `kind` ("clip" or "vlm") with these metrics (none yet:
+    the card says how to measure them)."""
     folder = Path(folder)
     training = json.loads((folder / "training.json").read_text())
     recipe = training["recipe"]
@@ -129,7 +148,7 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     lines = [
         f"# {title}", "", body,
         "## Recipe", "",
-        *(_segment_lines(training, command) or [f"- command: `{command}` (default recipe)"]),
+        *recipe_line(training, command),
         f"- {recipe['steps']} steps, batch {recipe['batch']}"
         f"{' per micro-batch, two micro-batches per step' if kind == 'vlm' else ''}, AdamW, "
         f"lr {recipe['lr']} with warm-up and cosine decay",
@@ -140,21 +159,33 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
         "",
         "## Metrics on the held-out test split",
         "",
-        f"Measured by `egokit zoo eval --json --seed {metrics.get('eval.seed', 0)} --only {kind}`"
-        f" (n = {metrics.get(f'eval.n_{kind}', '?')} items per metric, CPU, float32). Definitions: "
-        f"`egokit/zoo/eval_{kind}.py`.",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        *[f"| `{k}` | {_fmt(v)} |" for k, v in rows],
+        *(_metrics_lines(kind, metrics, rows) if rows else _unmeasured_lines(kind, folder)),
         "",
     ]
     text = "\n".join(lines)
     path = folder / "README.md"
-    atomic_write_bytes(path, text.encode())
+    write_text_atomic(path, text)
     path.chmod(0o644)
     _ = name
     return path
+
+
+def _metrics_lines(kind: str, metrics: dict[str, Any], rows: list[tuple[str, Any]]) -> list[str]:
+    return [
+        f"Measured by `egokit zoo eval --json --seed {metrics.get('eval.seed', 0)} --only {kind}`"
+        f" (n = {metrics.get(f'eval.n_{kind}', '?')} items per metric, CPU, float32). Definitions: "
+        f"`egokit/recipes/eval_{kind}.py`.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| `{k}` | {_fmt(v)} |" for k, v in rows],
+    ]
+
+
+def _unmeasured_lines(kind: str, folder: Path) -> list[str]:
+    return [f"Not measured yet for these weights (the card was written when they were trained). "
+            f"`egokit zoo eval --only {kind} --{kind} {folder_argument(folder)} --write-cards` measures them and "
+            "rewrites this card with the numbers."]
 
 
 def _holdout_text(h: dict[str, Any] | None) -> str:

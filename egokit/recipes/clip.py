@@ -42,6 +42,7 @@ from egokit.data.concept_pool import split_concepts
 from egokit.data.holdout import DEFAULT_HOLDOUT
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import COLORS, PATTERNS, SHAPES, WORDS
+from egokit.models.loading import resolve_device
 from egokit.recipes.clip_texts import match_matrix, sample_text, zero_shot_prompts
 from egokit.recipes.contrastive import soft_contrastive
 from egokit.recipes.patch_targets import TARGET_CLASSES, batch_targets, object_targets
@@ -309,7 +310,7 @@ def clip_losses(model: Any, heads: DenseHeads, batch: dict[str, Any]) -> dict[st
 def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto", resume: bool = True,
                checkpoint_seconds: float = 180.0) -> Path:
     """Train (or resume) a micro CLIP and export it in fp16 to `out`. Returns `out`."""
-    dev = runtime.pick_device(device)
+    dev = resolve_device(device)
     runtime.set_threads(dev)
     runtime.seed_everything(recipe.seed)
     model, processor = build_clip(recipe)

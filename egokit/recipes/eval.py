@@ -18,13 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from egokit.argtypes import count, seed_number
 from egokit.zoo import ZOO_DIR
 
 DEFAULT_N = {"clip": 300, "vlm": 240}
 #: the fewest items per metric that leave every metric at least one item (some use a quarter of them)
 MIN_N = 4
-#: the largest seed accepted (as `egokit.commands.options.MAX_SEED`)
-MAX_SEED = 2**32 - 1
 
 
 def evaluate(seed: int = 0, n: int | None = None, only: str | None = None, clip: str = "micro-clip",
@@ -62,30 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _whole(text: str, lowest: int, highest: int, what: str) -> int:
-    """`text` as a whole number in [lowest, highest], else the one-line argparse error. (The commands'
-    option types are in `egokit.commands.options`, a layer above the recipes; these two mirror them.)"""
-    try:
-        value = int(text.strip())
-    except ValueError:
-        value = lowest - 1
-    if not lowest <= value <= highest:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    return _whole(text, 0, MAX_SEED, f"a whole number from 0 to {MAX_SEED}")
-
-
-def _items(text: str) -> int:
-    return _whole(text, MIN_N, sys.maxsize, f"a whole number of at least {MIN_N}")
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared with `egokit zoo eval`."""
-    p.add_argument("--seed", type=_seed, default=0, help="picks the test items (default 0)")
-    p.add_argument("--n", type=_items, default=None,
+    p.add_argument("--seed", type=seed_number, default=0, help="picks the test items (default 0)")
+    p.add_argument("--n", type=count(MIN_N), default=None,
                    help=f"items per metric, at least {MIN_N} (default: 300 CLIP, 240 VLM)")
     p.add_argument("--only", choices=("clip", "vlm"), default=None, help="evaluate one model only")
     p.add_argument("--clip", default="micro-clip", help="micro CLIP name or folder")

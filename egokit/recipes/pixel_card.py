@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from egokit.files import write_text_atomic
+from egokit.recipes.cards import folder_argument
 
 _BODY = """\
 PixelLLM's point head (Xu et al., CVPR 2024) for the micro VLM (`egokit.load("{base}")`): a small MLP on the
@@ -98,7 +99,8 @@ def write_card(folder: Path, metrics: dict[str, Any], extra: dict[str, dict[str,
                        else " only (the cross-entropy has no effect)"),
         world_seed=recipe["world_seed"], caption_share=1 - recipe["refer_share"], refer_share=recipe["refer_share"],
         mode_text=mode_text)
-    command = recipe_command(recipe)
+    recorded = training.get("command")  # written by `python -m egokit.recipes.train` since it records it
+    command = f"{recorded} --steps {recipe['steps']}" if recorded else recipe_command(recipe)
     seed = metrics.get("seed", 0)
     lines = [
         f"# {folder.name}: a per-word point head for {recipe['base']}", "", body,
@@ -112,13 +114,7 @@ def write_card(folder: Path, metrics: dict[str, Any], extra: dict[str, dict[str,
         "",
         "## Metrics on the held-out test split",
         "",
-        f"Measured by `egokit pixel eval --json --seed {seed} --n {metrics.get('n_scenes')}` ({metrics.get('n_scenes')} "
-        f"test scenes, {metrics.get('n_object_words')} object words, {metrics.get('n_refer')} referring "
-        "expressions; CPU, float32). Definitions: `egokit/methods/pixel/evaluation.py`.",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        *_rows(metrics),
+        *(_metrics_lines(metrics, seed) if _rows(metrics) else _unmeasured_lines(folder)),
         "",
     ]
     for name, other in (extra or {}).items():
@@ -128,6 +124,25 @@ def write_card(folder: Path, metrics: dict[str, Any], extra: dict[str, dict[str,
     path = folder / "README.md"
     write_text_atomic(path, "\n".join(lines))
     return path
+
+
+def _metrics_lines(metrics: dict[str, Any], seed: int) -> list[str]:
+    return [
+        f"Measured by `egokit pixel eval --json --seed {seed} --n {metrics.get('n_scenes')}` ({metrics.get('n_scenes')} "
+        f"test scenes, {metrics.get('n_object_words')} object words, {metrics.get('n_refer')} referring "
+        "expressions; CPU, float32). Definitions: `egokit/methods/pixel/evaluation.py`.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *_rows(metrics),
+    ]
+
+
+def _unmeasured_lines(folder: Path) -> list[str]:
+    where = folder_argument(folder)
+    return ["Not measured yet for this head (the card was written when it was trained). "
+            f"`egokit pixel eval --json --head {where} > eval.json` measures it, and "
+            f"`python -m egokit.recipes.pixel_card {folder} eval.json` rewrites this card with the numbers."]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

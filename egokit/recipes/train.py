@@ -7,7 +7,9 @@
 
 The trained model goes to `--out`, by default `<run-dir>/model` (`runs/<name>/model`): never into the
 package unless `--out` says so, and never over a shipped checkpoint (`egokit/zoo/micro-*`) without
-`--overwrite-shipped` as well (a `--quick` model never replaces one).
+`--overwrite-shipped` as well (a `--quick` model never replaces one). The folder gets the model card
+(`README.md`) of the model written, replacing any card there; its metrics are measured separately (the card
+says how: `egokit zoo eval --write-cards`, or `egokit.recipes.pixel_card` for a point head).
 
 Runs are deterministic given `--seed` (same data stream, same initialisation; bit-identical on the same
 device and thread count). Progress goes to a tqdm bar; a resumable state is saved in `--run-dir` every
@@ -21,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from egokit.argtypes import count, positive_number, seed_number, thread_count
 from egokit.errors import EgokitError, InputError
 from egokit.zoo import ZOO_DIR
 
@@ -37,25 +40,26 @@ def build_parser() -> argparse.ArgumentParser:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The recipe options (shared with `egokit zoo train`)."""
     p.add_argument("model", choices=sorted(NAMES), help="which micro model to train")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default: the recipe's)")
+    p.add_argument("--steps", type=count(), default=None, help="optimizer steps (default: the recipe's)")
+    p.add_argument("--batch", type=count(), default=None, help="batch size (default: the recipe's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--quick", action="store_true", help="a tiny model for a few steps (seconds)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_number, default=0, help="random seed")
     p.add_argument("--out", default=None, help="folder for the trained model (default: <run-dir>/model)")
     p.add_argument("--overwrite-shipped", action="store_true",
                    help="let --out replace a shipped checkpoint of the package (egokit/zoo/micro-*)")
     p.add_argument("--run-dir", default=None, help="folder for the resumable state (default: runs/<name>)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (1 is faster on a busy shared machine)")
+    p.add_argument("--threads", type=thread_count, default=2,
+                   help="CPU threads (1 is faster on a busy shared machine; 0: torch's default)")
     p.add_argument("--clip", default=None, help="micro CLIP folder whose vision tower the VLM uses")
     p.add_argument("--resume", dest="resume", action="store_true", default=True,
                    help="continue from the run folder's state when it matches the recipe (default)")
     p.add_argument("--no-resume", dest="resume", action="store_false", help="start from scratch")
-    p.add_argument("--foil-steps", type=int, default=None,
+    p.add_argument("--foil-steps", type=count(0), default=None,
                    help="clip: steps of stage two, the text tower tuned on foils (default: the recipe's, 0)")
-    p.add_argument("--foil-lr", type=float, default=None, help="clip: peak learning rate of stage two")
-    p.add_argument("--foil-vision-from", type=int, default=None,
-                   help="clip: stage two also tunes the vision layers from this index on (default: -1, none)")
+    p.add_argument("--foil-lr", type=positive_number, default=None, help="clip: peak learning rate of stage two")
+    p.add_argument("--foil-vision-from", type=count(0), default=None,
+                   help="clip: stage two also tunes the vision layers from this index on (default: none)")
     p.add_argument("--mode", default=None, choices=["box", "trace"], help="pixel: word targets (default: box)")
     p.add_argument("--base", default=None, help="pixel: the VLM the point head reads (default: micro-vlm)")
 
@@ -73,7 +77,14 @@ def run(args: argparse.Namespace) -> Path:
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
     out = Path(args.out) if args.out else run_dir / "model"
     check_out(out, overwrite_shipped=bool(getattr(args, "overwrite_shipped", False)), quick=bool(args.quick))
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    written = _train(name, args, out, run_dir)
+    write_card(written, name, recipe_command(args))
+    return written
+
+
+def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Path:
     if name == "micro-pixel":
         from egokit.methods.pixel.training import run_from_args
 
@@ -99,6 +110,37 @@ def run(args: argparse.Namespace) -> Path:
     clip = Path(args.clip) if args.clip else None
     return train_vlm(recipe, out, run_dir, clip_dir=clip, device=args.device, resume=args.resume,
                      quick=args.quick)
+
+
+def recipe_command(args: argparse.Namespace) -> str:
+    """The command that repeats this training, less `--steps` (the card adds the steps of each schedule) and
+    the options that do not change the weights (`--out`, `--run-dir`, `--device`, `--threads`, `--resume`)."""
+    parts = ["python -m egokit.recipes.train", NAMES[args.model].removeprefix("micro-"), f"--seed {args.seed}"]
+    if args.quick:
+        parts.append("--quick")
+    for flag in ("batch", "clip", "foil_steps", "foil_lr", "foil_vision_from", "mode", "base"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            parts.append(f"--{flag.replace('_', '-')} {value}")
+    return " ".join(parts)
+
+
+def write_card(folder: Path, name: str, command: str) -> Path:
+    """Record `command` in the folder's `training.json` and write the model card (`README.md`) of the model
+    just trained, replacing any card already there (e.g. a shipped checkpoint's, retrained with
+    `--overwrite-shipped`): its recipe and training run, and how to measure its metrics."""
+    import json
+
+    from egokit.files import write_text_atomic
+    from egokit.recipes import cards, pixel_card
+
+    training_file = folder / "training.json"
+    training = json.loads(training_file.read_text())
+    training["command"] = command
+    write_text_atomic(training_file, json.dumps(training, indent=2, sort_keys=True) + "\n")
+    if name == "micro-pixel":
+        return pixel_card.write_card(folder, {})
+    return cards.write_card(folder, name.removeprefix("micro-"), {})
 
 
 def shipped_checkpoints() -> list[Path]:

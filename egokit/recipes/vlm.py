@@ -39,7 +39,7 @@ from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import WORDS
 from egokit.files import write_text_atomic
 from egokit.models.context import Slot, assemble, pad, token_ids
-from egokit.models.loading import LoadedModel, from_model
+from egokit.models.loading import LoadedModel, from_model, resolve_device
 from egokit.models.settings import SETTINGS_FILE
 from egokit.recipes.clip import PATCH, WORLD_SEED, ClipRecipe, build_clip, image_processor, to_pixels
 from egokit.recipes.vlm_tasks import MAX_CONCEPTS, Example, Mixture, Visual
@@ -259,7 +259,7 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
               resume: bool = True, checkpoint_seconds: float = 180.0, quick: bool | None = None) -> Path:
     """Train (or resume) the micro VLM and export it in fp16 to `out`. Returns `out`."""
     quick = recipe.width < 64 if quick is None else quick
-    dev = runtime.pick_device(device)
+    dev = resolve_device(device)
     runtime.set_threads(dev)
     runtime.seed_everything(recipe.seed)
     clip = load_clip(clip_dir, quick, recipe.seed)

@@ -29,13 +29,34 @@ from typing import Any
 from PIL import Image
 
 from egokit.errors import EgokitError, InputError
-from egokit.files import make_folder, write_text_atomic
+from egokit.files import atomic_path, make_folder
+
+
+@dataclass
+class Headline:
+    """A method's row in the report's first table: its key metric here against its baseline here, the
+    paper's own figure on the paper's benchmark, and whether the effect shows here (decided by `rule`,
+    computed by the section from the numbers it measured)."""
+
+    method: str
+    metric: str
+    value: float
+    baseline: str
+    baseline_value: float
+    paper: str
+    rule: str
+    shows: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "metric": self.metric, "value": self.value, "baseline": self.baseline,
+                "baseline_value": self.baseline_value, "paper": self.paper, "rule": self.rule,
+                "shows": bool(self.shows)}
 
 
 @dataclass
 class Section:
     """One part of the report: a title, a two-sentence summary, pictures, numbers and the commands
-    that reproduce the numbers."""
+    that reproduce the numbers; a method's section also gives its `headline`."""
 
     key: str
     title: str
@@ -45,6 +66,7 @@ class Section:
     commands: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    headline: Headline | None = None
 
 
 @dataclass
@@ -112,7 +134,8 @@ def run_tour(out_dir: Path, device: str = "auto", seed: int = 0,
     each becomes a failed section, so a broken module shows in the report instead of vanishing.
 
     Returns the path of index.html. If any section failed, the report is still written (the failed
-    sections show their error) and `EgokitError` is raised afterwards, naming them.
+    sections show their error) and `EgokitError` is raised afterwards, naming them. An interrupted tour
+    (Ctrl-C) writes nothing: an earlier report in `out_dir` stays as it was, and a folder it created is removed.
     """
     from tqdm.auto import tqdm
 
@@ -120,17 +143,24 @@ def run_tour(out_dir: Path, device: str = "auto", seed: int = 0,
     ctx = TourContext(out_dir=out_dir, requested_device=device, seed=int(seed))
     if device not in ("auto", "cpu"):
         _ = ctx.device  # an unknown device, or one that is not there, fails before any work
+    created = not out_dir.exists()
     _prepare_out_dir(out_dir)
-    builders = _builders(import_errors or {})
-    sections = []
-    with tqdm(builders, desc="egokit tour", unit="section") as bar:
-        for builder in bar:
-            bar.set_postfix_str(builder.key)
-            sections.append(_build(builder, ctx))
+    try:
+        builders = _builders(import_errors or {})
+        sections = []
+        with tqdm(builders, desc="egokit tour", unit="section") as bar:
+            for builder in bar:
+                bar.set_postfix_str(builder.key)
+                sections.append(_build(builder, ctx))
+        document = _jsonable(metrics_document(sections, ctx))
+        metrics_text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        page = render_html(sections, ctx)
+    except BaseException:  # interrupted (Ctrl-C) or failed before writing: leave no empty report folder
+        if created:
+            _remove_if_empty(out_dir)
+        raise
     index = out_dir / "index.html"
-    document = _jsonable(metrics_document(sections, ctx))
-    write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    write_text_atomic(index, render_html(sections, ctx))
+    _write_report(out_dir, metrics_text, page)
     failed = [s for s in sections if s.error is not None]
     if failed:
         names = ", ".join(f"{s.key} ({s.error.splitlines()[0] if s.error else ''})" for s in failed)
@@ -181,6 +211,8 @@ def _check_section(section: Any, key: str) -> None:
         raise EgokitError(f"the section builder returned a {type(section).__name__}, not a Section")
     if section.key != key:
         raise EgokitError(f"the section builder registered as {key!r} returned a section with key {section.key!r}")
+    if section.headline is not None and not isinstance(section.headline, Headline):
+        raise EgokitError(f"the headline is a {type(section.headline).__name__}, not a Headline")
     for caption, image in section.images:
         if not isinstance(image, Image.Image):
             raise EgokitError(f"picture {caption!r} is a {type(image).__name__}, not a PIL image")
@@ -196,7 +228,8 @@ def _error_text(e: BaseException) -> str:
 
 
 def metrics_document(sections: list[Section], ctx: TourContext) -> dict[str, Any]:
-    """The content of metrics.json: per section its status, metrics, commands and error."""
+    """The content of metrics.json: the headline (one row per method, as the report's first table), then per
+    section its status, metrics, commands and error."""
     from egokit import __version__
 
     return {
@@ -205,6 +238,7 @@ def metrics_document(sections: list[Section], ctx: TourContext) -> dict[str, Any
         "device": ctx.requested_device,
         "device_used": ctx._device,  # None when no section needed a device
         "ok": all(s.error is None for s in sections),
+        "headline": [s.headline.to_dict() for s in sections if s.headline is not None],
         "sections": {
             s.key: {
                 "title": s.title,
@@ -221,6 +255,21 @@ def metrics_document(sections: list[Section], ctx: TourContext) -> dict[str, Any
 
 def _prepare_out_dir(out_dir: Path) -> None:
     make_folder(out_dir, "the report folder")
+
+
+def _remove_if_empty(out_dir: Path) -> None:
+    try:
+        out_dir.rmdir()  # only ever removes an empty folder
+    except OSError:
+        pass
+
+
+def _write_report(out_dir: Path, metrics_text: str, page: str) -> None:
+    """Write metrics.json and index.html atomically, both in full before either replaces an earlier report's
+    file, so an interrupted tour leaves the earlier report as it was (or one whole new report)."""
+    with atomic_path(out_dir / "index.html") as page_tmp, atomic_path(out_dir / "metrics.json") as metrics_tmp:
+        page_tmp.write_bytes(page.encode("utf-8"))
+        metrics_tmp.write_bytes(metrics_text.encode("utf-8"))
 
 
 def _jsonable(o: Any) -> Any:
@@ -275,12 +324,36 @@ def render_html(sections: list[Section], ctx: TourContext) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>egokit tour</h1>",
         f'<p class="meta">egokit {_e(__version__)} · seed {_e(ctx.seed)} · device {_e(ctx._device or ctx.requested_device)} · {status}</p>',
+        _headline_table(sections),
         _contents(sections),
-        _summary_table(sections),
         *(_section_html(s) for s in sections),
+        _summary_table(sections),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _headline_table(sections: list[Section]) -> str:
+    """The first screen: one row per method, what it measured here against its baseline and the paper."""
+    rows = []
+    for s in sections:
+        h = s.headline
+        if h is None:
+            continue
+        mark = '<span class="ok">✓</span>' if h.shows else '<span class="failed">✗</span>'
+        rows.append(f'<tr><td><a href="#{_e(s.key)}">{_e(h.method)}</a></td><td>{_e(h.metric)}</td>'
+                    f"{_value_cell(h.value)}<td>{_e(h.baseline)}</td>{_value_cell(h.baseline_value)}"
+                    f"<td>{_e(h.paper)}</td><td>{mark} {_e(h.rule)}</td></tr>")
+    failed = [s for s in sections if s.error is not None]
+    if failed:
+        rows.append(f'<tr><td colspan="7" class="failed">failed: {_e(", ".join(s.key for s in failed))}</td></tr>')
+    if not rows:
+        return ""
+    return ('<h2 id="headline">Headline</h2><table class="headline"><tr><th>method</th><th>key metric</th>'
+            "<th>here</th><th>baseline</th><th>here</th><th>the paper, on its benchmark</th>"
+            "<th>effect shows here?</th></tr>" + "".join(rows) + "</table>"
+            '<p class="meta">Each method\'s section below has its pictures and numbers; the full metrics '
+            'table is at the end (<a href="#metrics">all metrics</a>).</p>')
 
 
 def _contents(sections: list[Section]) -> str:
@@ -299,7 +372,7 @@ def _summary_table(sections: list[Section]) -> str:
     ]
     if not rows:
         return ""
-    return ("<h2>Metrics</h2><table><tr><th>section</th><th>metric</th><th>value</th></tr>"
+    return ('<h2 id="metrics">All metrics</h2><table><tr><th>section</th><th>metric</th><th>value</th></tr>'
             + "".join(rows) + "</table>")
 
 

@@ -7,14 +7,14 @@ here is deterministic: same inputs, same pixels.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from egokit.errors import InputError
+from egokit.viz import fonts
 
 # tab10, so colours match matplotlib plots elsewhere in the kit
 PALETTE = [
@@ -97,9 +97,9 @@ def draw_caption(
     flagged = {int(i) for i in highlight}
     if any(i < 0 or i >= len(words) for i in flagged):
         raise InputError(f"highlight indices {sorted(flagged)} are outside the caption's {len(words)} words")
-    font = _font(font_size)
+    font = fonts.font(font_size)
     lines = _wrap_words(words, font, img.width - 8)
-    line_h = _line_height(font)
+    line_h = fonts.line_height(font)
     strip = Image.new("RGB", (img.width, img.height + 8 + line_h * len(lines)), BACKGROUND)
     strip.paste(img, (0, 0))
     draw = ImageDraw.Draw(strip)
@@ -139,8 +139,8 @@ def gallery(
     if int(cols) <= 0:
         raise InputError(f"cols must be a positive integer, got {cols!r}")
     cols, gap = min(int(cols), len(images)), 8
-    font = _font(font_size)
-    line_h = _line_height(font)
+    font = fonts.font(font_size)
+    line_h = fonts.line_height(font)
     fitted = [_fit(image, tile, 2 * tile) for image in images]
     wrapped = [_wrap_text(str(t), font, tile - 8) for t in (titles or [""] * len(images))]
     caption_h = (max(len(w) for w in wrapped) * line_h + 8) if titles else 0
@@ -255,12 +255,12 @@ def _draw_labels(draw: ImageDraw.ImageDraw, labels: Sequence[str], regions: list
                  canvas_size: tuple[int, int]) -> None:
     """Draw each label on a tag in its item's colour: above its box, else below, else inside, choosing
     the first place that does not cover a tag drawn before."""
-    font = _font(12)
+    font = fonts.font(12)
     placed: list[tuple[int, int, int, int]] = []
     for i, (text, region) in enumerate(zip(labels, regions)):
         if not text or region is None:
             continue
-        w, h = int(font.getlength(text)) + 6, _line_height(font) + 2
+        w, h = int(font.getlength(text)) + 6, fonts.line_height(font) + 2
         x0, y0, x1, y1 = region
         spots = [(x0, y0 - h), (x0, y1), (x0, y0), (x0, y1 - h)]
         rects = [_clamp((x, y, x + w, y + h), canvas_size) for x, y in spots]
@@ -296,19 +296,6 @@ def _fit(image: Any, width: int, height: int) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------------------- text
-
-
-@functools.lru_cache(maxsize=8)
-def _font(size: int) -> Any:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # Pillow built without FreeType
-        return ImageFont.load_default()
-
-
-def _line_height(font: Any) -> int:
-    top, bottom = font.getbbox("Hgjy")[1::2]
-    return int(bottom + max(2, top)) + 2
 
 
 def _wrap_text(text: str, font: Any, width: float) -> list[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from egokit.viz import fonts
 
 
 def _text(value: Any) -> str:
@@ -16,10 +18,7 @@ def _text(value: Any) -> str:
 
 def metrics_table_picture(metrics: dict[str, Any], title: str = "", font_size: int = 14) -> Image.Image:
     """A white picture listing `metrics` in order, names left and values right, under `title`."""
-    try:
-        font = ImageFont.load_default(size=font_size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size default font
-        font = ImageFont.load_default()
+    font = fonts.font(font_size)
     rows = [(str(k), _text(v)) for k, v in metrics.items()] or [("(no metrics)", "")]
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     width = lambda s: int(probe.textlength(s, font=font))  # noqa: E731

@@ -74,6 +74,9 @@ def test_cli_data_sample(tmp_path, capsys):
     assert cli.main(["data", "sample", "--seed", "3", "--n", "3", "--out", str(out)]) == 0
     assert "wrote 3 scenes" in capsys.readouterr().out
     assert hashes(out) == hashes(write_samples(tmp_path / "direct", seed=3, n=3, size=64))
-    assert cli.main(["data", "sample", "--n", "0", "--out", str(tmp_path / "bad")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("egokit: error: --n must be") and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as refused:  # checked when the options are parsed, before any work
+        cli.main(["data", "sample", "--n", "0", "--out", str(tmp_path / "bad")])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --n: must be a whole number between 1 and" in err
+    assert not (tmp_path / "bad").exists()

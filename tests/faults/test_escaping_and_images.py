@@ -21,7 +21,7 @@ import egokit.methods.misalign as misalign
 import egokit.methods.pixel as pixel
 from egokit.data.images import load_image
 from egokit.errors import ImageError, InputError
-from egokit.tour.report import Section, TourContext, render_html
+from egokit.tour.report import Headline, Section, TourContext, render_html
 
 EVIL = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"
@@ -76,14 +76,17 @@ def test_tour_report_escapes_every_text_of_a_section(tmp_path):
     picture = Image.new("RGB", (4, 4))
     sections = [
         Section(key="evil", title=EVIL, summary=EVIL, images=[(EVIL, picture)],
-                metrics={EVIL: EVIL, "nested": {EVIL: 1.5}}, commands=[EVIL]),
+                metrics={EVIL: EVIL, "nested": {EVIL: 1.5}}, commands=[EVIL],
+                headline=Headline(method=EVIL, metric=EVIL, value=1.0, baseline=EVIL, baseline_value=0.5,
+                                  paper=EVIL, rule=EVIL, shows=True)),
         Section(key=EVIL, title="failed", summary="", error=EVIL),
     ]
     page = render_html(sections, TourContext(out_dir=tmp_path, requested_device=EVIL, seed=0))
     assert "<script" not in page and "<img src=x" not in page
     # title ×2 (contents + heading), summary, caption ×2 (alt + figcaption), metric names and values ×2
-    # (summary table + section table), command, error, key, device
-    assert page.count("&lt;script&gt;") == 16
+    # (summary table + section table), command, error, key, device; in the headline table the method, metric,
+    # baseline, paper and rule, and the failed section's key
+    assert page.count("&lt;script&gt;") == 22
 
 
 # ------------------------------------------------------------------------------------------- images

@@ -7,9 +7,11 @@ import argparse
 
 import pytest
 
+from egokit import argtypes
 from egokit.cli import build_parser, main
 from egokit.commands import options
 from egokit.recipes import eval as recipe_eval
+from egokit.recipes import train as recipe_train
 
 # (command line without the bad option, the option, bad values)
 BAD = [
@@ -40,6 +42,15 @@ BAD = [
     (["bench", "capture"], "--text-tokens", ["0", "9"]),
     (["bench", "capture"], "--seed", ["-1"]),
     (["data", "sample", "--out", "folder"], "--seed", ["-1"]),
+    (["data", "sample", "--out", "folder"], "--n", ["0", "-1", "1.5", "x", "", "100001"]),
+    (["data", "sample", "--out", "folder"], "--size", ["0", "-1", "63", "40", "1032", "64.0", "x"]),
+    (["zoo", "train", "clip"], "--steps", ["0", "-1", "2.5", "x"]),
+    (["zoo", "train", "clip"], "--batch", ["0", "-4", "x"]),
+    (["zoo", "train", "clip"], "--seed", ["-1", str(options.MAX_SEED + 1), "x"]),
+    (["zoo", "train", "clip"], "--threads", ["-1", "x"]),
+    (["zoo", "train", "clip"], "--foil-steps", ["-1", "x"]),
+    (["zoo", "train", "clip"], "--foil-lr", ["0", "-3e-4", "nan", "inf", "x"]),
+    (["zoo", "train", "clip"], "--foil-vision-from", ["-1", "x"]),
     (["tour"], "--seed", ["-1"]),
     (["zoo", "eval"], "--n", ["0", "1", "3", "-1"]),
     (["zoo", "eval"], "--seed", ["-1"]),
@@ -49,13 +60,14 @@ CASES = [pytest.param(head, opt, v, id=f"{' '.join(head[:2])} {opt}={v!r}") for 
 
 
 def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make any model load fail loudly: a refused option must stop before it."""
+    """Make any model load or training fail loudly: a refused option must stop before it."""
     import egokit
 
     def refuse(*_a: object, **_k: object) -> None:
-        raise AssertionError("a model was loaded although an option was out of range")
+        raise AssertionError("work was started although an option was out of range")
 
     monkeypatch.setattr(egokit, "load", refuse)
+    monkeypatch.setattr(recipe_train, "run", refuse)
 
 
 @pytest.mark.parametrize(("head", "opt", "value"), CASES)
@@ -95,6 +107,11 @@ GOOD = [
     (["bench", "capture", "--text-tokens", "10", "--visual-tokens", "1"], {"text_tokens": 10, "visual_tokens": 1}),
     (["data", "sample", "--out", "f", "--size", "48", "--n", "1"], {"size": 48, "n": 1}),
     (["zoo", "eval", "--n", "4"], {"n": 4}),
+    (["zoo", "train", "clip", "--steps", "1", "--batch", "2", "--seed", "7", "--threads", "0"],
+     {"steps": 1, "batch": 2, "seed": 7, "threads": 0}),
+    (["zoo", "train", "clip", "--foil-steps", "0", "--foil-lr", "3e-4", "--foil-vision-from", "0"],
+     {"foil_steps": 0, "foil_lr": 3e-4, "foil_vision_from": 0}),
+    (["zoo", "train", "clip"], {"steps": None, "batch": None, "seed": 0, "threads": 2, "foil_lr": None}),
     (["zoo", "eval"], {"n": None, "seed": 0}),
     (["tour", "--seed", "3"], {"seed": 3}),
 ]
@@ -130,15 +147,31 @@ def test_empty_and_blank_keywords_behave_the_same(capsys: pytest.CaptureFixture[
     assert "leave the option out" in messages[0]
 
 
-@pytest.mark.parametrize("argv", [["--n", "0"], ["--n", "-1"], ["--size", "0"], ["--size", "63"]])
-def test_data_sample_numbers_refused_before_writing(argv: list[str], tmp_path, capsys) -> None:
-    """`data sample` leaves its ranges to `write_samples` (they depend on ShapesWorld), which refuses them
-    before it writes anything: also one line and exit code 2."""
+@pytest.mark.parametrize("argv", [["--n", "0"], ["--n", "-1"], ["--size", "0"], ["--size", "63"], ["--n", "x"]])
+def test_data_sample_numbers_refused_at_parse_time(argv: list[str], tmp_path, capsys, monkeypatch) -> None:
+    """`data sample` checks `--n` and `--size` when it parses them, before it imports ShapesWorld or writes
+    anything: one line, exit code 2."""
+    import egokit.data.export
+
+    monkeypatch.setattr(egokit.data.export, "write_samples", lambda *a, **k: pytest.fail("work was started"))
     out = tmp_path / "out"
-    assert main(["data", "sample", "--out", str(out), *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("egokit: error: " + argv[0]) and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "sample", "--out", str(out), *argv])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"egokit data sample: error: argument {argv[0]}: ") and repr(argv[1]) in last
     assert not out.exists()
+
+
+def test_data_sample_ranges_are_the_data_layers() -> None:
+    """The parse-time ranges of `data sample` are the ones `write_samples` and ShapesWorld enforce."""
+    from egokit.commands import data
+    from egokit.data import export, shapesworld
+
+    assert data.MAX_SAMPLES == export.MAX_SAMPLES
+    assert (data.MIN_SIZE, data.MAX_SIZE) == (shapesworld.MIN_SIZE, shapesworld.MAX_SIZE)
+    assert build_parser().parse_args(["data", "sample", "--out", "f", "--n", str(export.MAX_SAMPLES),
+                                      "--size", str(shapesworld.MAX_SIZE)]).size == shapesworld.MAX_SIZE
 
 
 def test_recipe_eval_parser_checks_too(capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,10 +204,29 @@ def test_option_types_directly() -> None:
 
 
 def test_mirrored_constants_agree() -> None:
-    """Two bounds are restated above the layer that owns them (to keep `egokit --help` light, and the
-    recipes below the commands): they must not drift."""
+    """A bound restated above the layer that owns it (to keep `egokit --help` light) must not drift."""
     from egokit.capture.bench import QUERY_ROWS
     from egokit.commands import bench
 
     assert bench.QUERY_ROWS == QUERY_ROWS
-    assert recipe_eval.MAX_SEED == options.MAX_SEED
+
+
+def test_the_recipes_and_the_commands_share_one_set_of_number_types() -> None:
+    """The recipes sit a layer below the commands: both take their numeric types from egokit.argtypes."""
+    for name in ("count", "seed_number", "thread_count", "MAX_SEED"):
+        assert getattr(options, name) is getattr(argtypes, name)
+    assert recipe_train.count is argtypes.count and recipe_train.positive_number is argtypes.positive_number
+    assert recipe_eval.seed_number is argtypes.seed_number
+
+
+@pytest.mark.parametrize(("opt", "value"), [("--steps", "0"), ("--batch", "-1"), ("--seed", "x"), ("--threads", "-1"),
+                                            ("--foil-steps", "-1"), ("--foil-lr", "0"), ("--foil-vision-from", "-1")])
+def test_recipe_train_refuses_bad_numbers_before_any_work(opt: str, value: str, capsys, monkeypatch) -> None:
+    """`python -m egokit.recipes.train` (the parser `egokit zoo train` shares): one line, exit code 2,
+    and the training never starts."""
+    monkeypatch.setattr(recipe_train, "run", lambda args: pytest.fail("training was started"))
+    with pytest.raises(SystemExit) as exc:
+        recipe_train.main(["clip", f"{opt}={value}"])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"python -m egokit.recipes.train: error: argument {opt}: ") and repr(value) in last

@@ -136,3 +136,18 @@ def test_cli_quick_eval_prints_json(tmp_path, capsys):
         assert {f"methods.{name}.{k}" for k in ("ti", "cc", "trainable_params", "optimizer_bytes", "seconds")} <= set(out)
     assert out["methods.lorsu.trainable_params"] < out["methods.full.trainable_params"]
     assert out["settings.quick"] is True and out["settings.shots"] == 1 and out["sessions"] == 5
+
+
+def test_zero_shot_predictions_agree_with_its_accuracy():
+    from egokit.methods.lorsu import ZeroShot, default_sessions, target_set
+
+    model, processor = build_tiny("clip", seed=2)
+    specs = default_sessions()[:2]
+    tests = {"target": target_set(specs, 4, 1)}
+    scorer = ZeroShot(model, processor, tests)
+    accuracies = scorer(model)["target"]
+    for session, labels in tests["target"].labels.items():
+        truth = [y for y in labels if y >= 0]
+        predicted = scorer.predictions(model, "target", session)
+        assert len(predicted) == len(truth)
+        assert sum(p == y for p, y in zip(predicted, truth)) / len(truth) == pytest.approx(accuracies[session])

@@ -44,3 +44,4 @@ def test_options_follow_the_model(explorer):
 def test_static_twin(explorer):
     png = explorer._repr_png_()
     assert png.startswith(b"\x89PNG")
+    assert explorer.to_image().size == explorer.result.to_image(explorer.token.value).size

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from egokit.viz import fonts
+
 KEPT_COLOUR = (0, 220, 255)
 MASK_COLOUR = (60, 220, 60)
 
@@ -61,7 +63,7 @@ def memory_picture(memory: Any, tile: int = 256) -> Image.Image:
                                                                memory.keywords else ""))
     if not tiles:
         canvas = Image.new("RGB", (tile, 40), "white")
-        ImageDraw.Draw(canvas).text((4, 12), f"{memory!r}"[:80], fill=(20, 20, 20))
+        ImageDraw.Draw(canvas).text((4, 12), f"{memory!r}"[:80], fill=(20, 20, 20), font=fonts.font(12))
         return canvas
     return gallery(tiles, titles, cols=min(4, len(tiles)), tile=tile)
 
@@ -93,7 +95,7 @@ def bank_picture(bank: Any, tile: int = 220) -> Image.Image:
         titles.append(f"{m.name}: {m.n_tokens} tokens ({m.selection})")
     if not tiles:
         canvas = Image.new("RGB", (tile, 40), "white")
-        ImageDraw.Draw(canvas).text((4, 12), f"{bank!r}"[:80], fill=(20, 20, 20))
+        ImageDraw.Draw(canvas).text((4, 12), f"{bank!r}"[:80], fill=(20, 20, 20), font=fonts.font(12))
         return canvas
     return gallery(tiles, titles, cols=min(4, len(tiles)), tile=tile)
 

@@ -33,6 +33,7 @@ from egokit.data.images import load_image
 from egokit.errors import InputError
 from egokit.models.adapters.base import GENERATES_TEXT, ImageTokens
 from egokit.results import Result
+from egokit.viz import fonts
 from egokit.viz.heatmap import overlay_heatmap
 from egokit.viz.scene import upscale
 
@@ -245,13 +246,13 @@ def _strip(tiles: list[tuple[str, Image.Image]], title: str, tile: int = 224) ->
     width = len(tiles) * (tile + pad) + pad
     canvas = Image.new("RGB", (width, tile + head * 2 + pad), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 4), title[:140], fill="black")
+    draw.text((pad, 4), title[:140], fill="black", font=fonts.font(13))
     for i, (label, img) in enumerate(tiles):
         big, _ = upscale(img, target=tile)
         big = big.resize((tile, tile), Image.NEAREST) if big.size != (tile, tile) else big
         x = pad + i * (tile + pad)
         canvas.paste(big, (x, head))
-        draw.text((x, head + tile + 4), label, fill="black")
+        draw.text((x, head + tile + 4), label, fill="black", font=fonts.font(13))
     return canvas
 
 

@@ -111,23 +111,36 @@ class ZeroShot:
     @torch.no_grad()
     def __call__(self, clip: Any) -> dict[str, dict[str, float]]:
         """{set: {task: accuracy}} for the model (a dual encoder or a `LoadedModel` of one) as it is now."""
-        loaded = dual_encoder(clip)
-        clip = loaded.model
-        was = clip.training
-        clip.eval()
         out: dict[str, dict[str, float]] = {}
         for k, s in self.sets.items():
-            feats = [image_embeddings(loaded, self.pixels[k][i:i + self.batch])
-                     for i in range(0, len(self.pixels[k]), self.batch)]
-            img = torch.cat(feats)
+            img = self._image_embeddings(clip, k)
             out[k] = {}
             for task, labels in s.labels.items():
                 lab = torch.as_tensor(labels)
                 keep = lab >= 0
                 logits = img[keep.to(img.device)] @ self.text[(k, task)].t()
                 out[k][task] = accuracy(logits, lab[keep])
-        clip.train(was)
         return out
+
+    @torch.no_grad()
+    def predictions(self, clip: Any, set_name: str, task: str) -> list[int]:
+        """The class (index into the task's captions) the model gives each labelled image of `task` in the
+        test set `set_name`, in the set's order."""
+        img = self._image_embeddings(clip, set_name)
+        keep = torch.as_tensor(self.sets[set_name].labels[task]) >= 0
+        return (img[keep.to(img.device)] @ self.text[(set_name, task)].t()).argmax(-1).tolist()
+
+    def _image_embeddings(self, clip: Any, set_name: str) -> torch.Tensor:
+        loaded = dual_encoder(clip)
+        model = loaded.model
+        was = model.training
+        model.eval()
+        pixels = self.pixels[set_name]
+        try:
+            return torch.cat([image_embeddings(loaded, pixels[i:i + self.batch])
+                              for i in range(0, len(pixels), self.batch)])
+        finally:
+            model.train(was)
 
 
 def evaluate(model: Any, *, shots: int = 5, seed: int = 1, quick: bool = False,

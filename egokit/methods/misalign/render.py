@@ -7,14 +7,14 @@ caption. Flagged words are bold and underlined.
 
 from __future__ import annotations
 
-import functools
 import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from egokit.errors import InputError
+from egokit.viz import fonts
 
 if TYPE_CHECKING:
     from egokit.methods.misalign.result import MisalignmentResult
@@ -68,14 +68,6 @@ def caption_html(result: MisalignmentResult) -> str:
             f'<div style="font-size: 85%; color: #555">{summary}</div></div>')
 
 
-@functools.lru_cache(maxsize=4)
-def _font(size: int) -> Any:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # Pillow built without FreeType
-        return ImageFont.load_default()
-
-
 def _upscaled(img: Image.Image, target: int = TARGET) -> Image.Image:
     factor = max(1, target // max(img.size))
     return img if factor == 1 else img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
@@ -100,8 +92,8 @@ def heatmap_picture(result: MisalignmentResult, word: int | str | None = None) -
 
 def caption_strip(result: MisalignmentResult, width: int, font_size: int = 15) -> Image.Image:
     """The caption drawn as coloured word boxes, wrapped to `width`, plus one line of scores."""
-    font = _font(font_size)
-    small = _font(max(9, font_size - 3))
+    font = fonts.font(font_size)
+    small = fonts.font(max(9, font_size - 3))
     strength = word_strengths(result.scores.numpy())
     flagged = set(result.flagged)
     top, bottom = font.getbbox("Hgjy")[1::2]
@@ -152,7 +144,7 @@ def result_picture(result: MisalignmentResult, word: int | str | None = None) ->
     label = f"where “{result.words[i]}” looks" if i is not None and result.heatmaps is not None else ""
     width = max(top.width, TARGET)
     strip = caption_strip(result, width)
-    font = _font(12)
+    font = fonts.font(12)
     label_h = 16 if label else 0
     canvas = Image.new("RGB", (width, top.height + label_h + strip.height), BACKGROUND)
     canvas.paste(top, ((width - top.width) // 2, 0))

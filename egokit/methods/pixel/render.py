@@ -5,26 +5,18 @@ Deterministic (same result, same pixels); small images are enlarged by a whole f
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from egokit.viz import fonts
 from egokit.viz.scene import PALETTE, upscale
 
 GREY = (150, 150, 150)
 TEXT = (20, 20, 20)
 BACKGROUND = (255, 255, 255)
 REFER_COLOUR = (214, 39, 40)
-
-
-@functools.lru_cache(maxsize=4)
-def _font(size: int) -> Any:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # Pillow without FreeType
-        return ImageFont.load_default()
 
 
 def is_drawn(word: str) -> bool:
@@ -96,7 +88,7 @@ def result_picture(result: Any, word: int | None = None, target: int = 256, font
 
 def _with_text(img: Image.Image, words: list[str], colours: list[tuple[int, int, int]], underline: set[int],
                font_size: int) -> Image.Image:
-    font = _font(font_size)
+    font = fonts.font(font_size)
     top, bottom = font.getbbox("Hgjy")[1::2]
     line_h = int(bottom + max(2, top)) + 2
     lines: list[list[int]] = [[]]

@@ -219,10 +219,11 @@ def train_pixel(recipe: PixelRecipe, out: Path, run_dir: Path, device: str = "au
     """Train (or resume) the point head on `recipe.base` and save it to `out`. Returns `out`."""
     import egokit.training as runtime
     from egokit.data.shapesworld import ShapesWorld
+    from egokit.models.loading import resolve_device
 
     if recipe.mode not in MODES:
         raise ValueError(f"unknown target mode {recipe.mode!r}; choose one of {', '.join(MODES)}")
-    dev = runtime.pick_device(device)
+    dev = resolve_device(device)
     runtime.set_threads(dev)
     runtime.seed_everything(recipe.seed)
     loaded = load_base(recipe.base, dev, recipe.seed)

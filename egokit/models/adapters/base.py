@@ -226,6 +226,67 @@ def register_adapter(cls: type[Adapter]) -> type[Adapter]:
     return cls
 
 
+@dataclass(frozen=True)
+class TowerShape:
+    """Widths and depths of one transformer stack of a real checkpoint (names as in transformers configs,
+    so `egokit.capture.memory.estimate_attention_memory` reads it like a config)."""
+
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    vocab_size: int | None = None
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RealCheckpoint:
+    """The shape of a published checkpoint that a real-geometry model mirrors.
+
+    checkpoint: the hub id whose public `config.json` / `preprocessor_config.json` the values come from.
+    text:       its language model (VLMs) or text encoder (dual encoders); `vision`: its vision tower.
+    `text_config` makes the record read like a transformers config for memory estimates.
+    """
+
+    checkpoint: str
+    text: TowerShape
+    vision: TowerShape
+
+    @property
+    def text_config(self) -> TowerShape:
+        return self.text
+
+    @property
+    def vision_config(self) -> TowerShape:
+        return self.vision
+
+
+#: family → a builder of its real-geometry model: the checkpoint's image/processor settings, cut-down widths
+REAL_BUILDERS: dict[str, Callable[..., tuple[Any, Any]]] = {}
+#: name (family, or variant such as "smolvlm") → the shape of the checkpoint its real geometry mirrors
+REAL_CHECKPOINTS: dict[str, RealCheckpoint] = {}
+#: name of a real checkpoint → its family (a name that is not the family's own is a `variant` of its builder)
+REAL_FAMILY_OF: dict[str, str] = {}
+
+
+def register_real(family: str, **checkpoints: RealCheckpoint
+                  ) -> Callable[[Callable[..., tuple[Any, Any]]], Callable[..., tuple[Any, Any]]]:
+    """Decorator: the builder of `family`'s real-geometry model (`build_tiny(family, geometry="real")`) and
+    the checkpoints it mirrors, by name (the family's name, and a variant's name where it has several)."""
+
+    def decorate(build: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[Any, Any]]:
+        REAL_BUILDERS[family] = build
+        REAL_CHECKPOINTS.update(checkpoints)
+        REAL_FAMILY_OF.update({name: family for name in checkpoints})
+        return build
+
+    return decorate
+
+
 def register_tiny(family: str) -> Callable[[Callable[..., tuple[Any, Any]]], Callable[..., tuple[Any, Any]]]:
     """Decorator: the builder of a tiny random model of `family`, built from a config with an offline
     processor (no download), for tests and examples (`egokit.models.tiny.build_tiny(family)`)."""

@@ -26,7 +26,10 @@ from egokit.models.adapters.base import (
     WRAPPABLE_VIT,
     Adapter,
     ImageTokens,
+    RealCheckpoint,
+    TowerShape,
     register_adapter,
+    register_real,
     register_tiny,
 )
 from egokit.models.adapters.common import (
@@ -34,6 +37,8 @@ from egokit.models.adapters.common import (
     group_images,
     load_images,
     merge_config,
+    real_overrides,
+    real_tokenizer,
     sizes_tensor,
     tiny_layers,
     tiny_model,
@@ -216,22 +221,26 @@ def _tiny_towers(tokenizer: Any, width: int, max_text: int, image_size: int,
 
 @register_tiny("clip")
 def build_tiny_clip(
-    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, tokenizer: Any = None,
+    **overrides: Any
 ) -> tuple[Any, Any]:
     """Tiny random CLIP with an offline word tokenizer.
 
     Vision: 64×64 inputs, patch 8 → a class token + 8×8 patch tokens; 2 layers × width 32 in both encoders.
+    (`build_real_clip` reuses this builder with a real checkpoint's geometry.)
     The image processor resizes the shortest side to 64 and center-crops 64×64, like real CLIP.
 
     Build `(model, processor)`: a `CLIPModel` (fp32, eval mode) and a `CLIPProcessor`.
 
+    tokenizer: a tokenizer to use instead of the tiny word tokenizer (the real-geometry model passes its own).
     overrides: `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
                keys set top-level config fields.
     """
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     max_text = 32
-    tokenizer = word_tokenizer(TINY_WORDS, add_eos=True, padding_side="right", model_max_length=max_text)
+    if tokenizer is None:
+        tokenizer = word_tokenizer(TINY_WORDS, add_eos=True, padding_side="right", model_max_length=max_text)
     image_processor = CLIPImageProcessorPil(
         **merge_config(
             {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}},
@@ -249,7 +258,8 @@ def build_tiny_clip(
 
 @register_tiny("siglip")
 def build_tiny_siglip(
-    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, tokenizer: Any = None,
+    **overrides: Any
 ) -> tuple[Any, Any]:
     """Tiny random SigLIP with an offline word tokenizer.
 
@@ -258,15 +268,17 @@ def build_tiny_siglip(
 
     Build `(model, processor)`: a `SiglipModel` (fp32, eval mode) and a `SiglipProcessor`.
 
+    tokenizer: a tokenizer to use instead of the tiny word tokenizer (the real-geometry model passes its own).
     overrides: `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
                keys set top-level config fields.
     """
     from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
 
     max_text = 16
-    tokenizer = word_tokenizer(
-        TINY_WORDS, add_bos=False, add_eos=True, padding_side="right", model_max_length=max_text
-    )
+    if tokenizer is None:
+        tokenizer = word_tokenizer(
+            TINY_WORDS, add_bos=False, add_eos=True, padding_side="right", model_max_length=max_text
+        )
     image_processor = SiglipImageProcessorPil(
         **merge_config(
             {"size": {"height": image_size, "width": image_size}}, overrides.pop("image_processor", None)
@@ -277,3 +289,52 @@ def build_tiny_siglip(
     config = SiglipConfig(text_config=text_config, vision_config=vision_config, **overrides)
     model = tiny_model(SiglipModel, config, seed, attn_implementation, None)
     return model.eval(), SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+# ------------------------------------------------------------------------------------- real geometry
+
+#: openai/clip-vit-base-patch32 (config.json): ViT-B/32 vision tower, 12-layer text encoder
+CLIP_VIT_B_32 = RealCheckpoint(
+    "openai/clip-vit-base-patch32",
+    text=TowerShape(hidden_size=512, num_hidden_layers=12, num_attention_heads=8, intermediate_size=2048,
+                    vocab_size=49408),
+    vision=TowerShape(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+)
+#: google/siglip-base-patch16-224 (config.json)
+SIGLIP_BASE_16_224 = RealCheckpoint(
+    "google/siglip-base-patch16-224",
+    text=TowerShape(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                    vocab_size=32000),
+    vision=TowerShape(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+)
+
+
+@register_real("clip", clip=CLIP_VIT_B_32)
+def build_real_clip(seed: int = 0, attn_implementation: str = "sdpa", **overrides: Any) -> tuple[Any, Any]:
+    """CLIP with the geometry of `openai/clip-vit-base-patch32`, 2 layers × width 32 per encoder.
+
+    Images: shortest edge resized to 224 (bicubic), center crop 224×224, OpenAI CLIP mean/std; patch 32 →
+    a class token + 7×7 patch tokens. Captions: at most 77 tokens, `<|startoftext|>` … `<|endoftext|>`.
+    """
+    tokenizer = real_tokenizer({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}, None,
+                               add_eos=True, padding_side="right", model_max_length=77)
+    settings = real_overrides(
+        {"image_size": 224, "vision_config": {"patch_size": 32}, "text_config": {"max_position_embeddings": 77}},
+        overrides,
+    )
+    return build_tiny_clip(seed, attn_implementation, tokenizer=tokenizer, **settings)
+
+
+@register_real("siglip", siglip=SIGLIP_BASE_16_224)
+def build_real_siglip(seed: int = 0, attn_implementation: str = "sdpa", **overrides: Any) -> tuple[Any, Any]:
+    """SigLIP with the geometry of `google/siglip-base-patch16-224`, 2 layers × width 32 per encoder.
+
+    Images: resized (stretched) to 224×224 (bicubic), mean/std 0.5; patch 16 → 14×14 = 196 patch tokens, no
+    class token. Captions: padded to 64 tokens, eos `</s>`, no bos.
+    """
+    tokenizer = real_tokenizer({}, None, add_bos=False, add_eos=True, padding_side="right", model_max_length=64)
+    settings = real_overrides(
+        {"image_size": 224, "vision_config": {"patch_size": 16}, "text_config": {"max_position_embeddings": 64}},
+        overrides,
+    )
+    return build_tiny_siglip(seed, attn_implementation, tokenizer=tokenizer, **settings)

@@ -183,6 +183,42 @@ def tiny_model(model_class: Any, config: Any, seed: int, attn_implementation: st
     return model
 
 
+#: the cut-down language model of a real-geometry model: 2 layers × width 64, 4 heads (2 key/value heads)
+REAL_TEXT_CUT: dict[str, int] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                                 "num_attention_heads": 4, "num_key_value_heads": 2}
+#: the cut-down vision tower of a real-geometry model: 2 layers × width 32, 2 heads
+REAL_VISION_CUT: dict[str, int] = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                   "num_attention_heads": 2}
+#: sub-config keys whose overrides are merged into a builder's defaults rather than replacing them
+SUB_CONFIGS = ("text_config", "vision_config", "image_processor")
+
+
+def real_overrides(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A real-geometry builder's settings for the tiny builder: `defaults`, with a caller's `overrides` on top
+    (`text_config` / `vision_config` / `image_processor` dicts merged key by key, other keys replaced)."""
+    out = merge_config(defaults, {k: v for k, v in overrides.items() if k not in SUB_CONFIGS})
+    for key in SUB_CONFIGS:
+        if key in overrides:
+            out[key] = merge_config(out.get(key) or {}, overrides[key])
+    return out
+
+
+def real_tokenizer(special: dict[str, str], template: str | None, words: tuple[str, ...] = (),
+                   **kwargs: Any) -> Any:
+    """An offline word tokenizer with a checkpoint's special tokens and a chat template of its form.
+
+    special: `bos_token` / `eos_token` / `pad_token` / `unk_token` go to the tokenizer's own specials, every
+             other name (`image_token`, ...) becomes a named extra special token.
+    words:   words the template writes, added to the tiny vocabulary so they do not read as unknown.
+    """
+    from egokit.models.text import DEFAULT_SPECIAL_TOKENS, TINY_WORDS, word_tokenizer
+
+    own = {k: v for k, v in special.items() if k in DEFAULT_SPECIAL_TOKENS}
+    extra = {k: v for k, v in special.items() if k not in DEFAULT_SPECIAL_TOKENS}
+    return word_tokenizer((*TINY_WORDS, *words), own or None, extra_special_tokens=extra,
+                          chat_template_str=template, **kwargs)
+
+
 def vlm_paths(vision: str, vision_blocks: tuple[str, ...], projector: str, language: str,
               language_blocks: str = "layers") -> dict[str, tuple[str, ...]]:
     """The `paths` of a VLM from the names of its parts: each part sits on the base model inside the
@@ -202,6 +238,10 @@ def vlm_paths(vision: str, vision_blocks: tuple[str, ...], projector: str, langu
 
 
 __all__ = [
+    "REAL_TEXT_CUT",
+    "REAL_VISION_CUT",
+    "real_overrides",
+    "real_tokenizer",
     "vlm_paths",
     "merge_config",
     "tiny_model",

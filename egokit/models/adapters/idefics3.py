@@ -34,10 +34,22 @@ from egokit.models.adapters.base import (
     GENERATES_TEXT,
     SOFT_VISUAL_TOKENS,
     ImageTokens,
+    RealCheckpoint,
+    TowerShape,
     register_adapter,
+    register_real,
     register_tiny,
 )
-from egokit.models.adapters.common import merge_config, tiny_model, tiny_token_ids, vlm_paths
+from egokit.models.adapters.common import (
+    REAL_TEXT_CUT,
+    REAL_VISION_CUT,
+    merge_config,
+    real_overrides,
+    real_tokenizer,
+    tiny_model,
+    tiny_token_ids,
+    vlm_paths,
+)
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
 from egokit.models.processors import (
@@ -296,6 +308,10 @@ def build_tiny_idefics3(
     variant: str = "idefics3",
     longest_edge: int = 64,
     do_image_splitting: bool = True,
+    tile: int = 64,
+    patch: int = 8,
+    scale: int = 2,
+    tokenizer: Any = None,
     **overrides: Any,
 ) -> tuple[Any, Any]:
     """Tiny random Idefics3 / SmolVLM with an offline tokenizer.
@@ -309,13 +325,15 @@ def build_tiny_idefics3(
 
     variant:      "idefics3" or "smolvlm".
     longest_edge: the image processor resizes the longest image edge to this before splitting into 64-pixel tiles.
+    tile, patch, scale: the view size in pixels, the vision patch size and the pixel-shuffle scale factor.
+    tokenizer:    a tokenizer with the special tokens of `TINY_SPECIAL`, instead of the tiny word tokenizer.
     overrides:    `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
                   keys set top-level config fields.
     """
     if variant not in TINY_VARIANTS:
         raise ValueError(f"unknown Idefics3 variant {variant!r}; choose one of {', '.join(TINY_VARIANTS)}")
-    tokenizer = word_tokenizer(TINY_WORDS, extra_special_tokens=TINY_SPECIAL, model_max_length=4096)
-    tile, patch, scale = 64, 8, 2
+    if tokenizer is None:
+        tokenizer = word_tokenizer(TINY_WORDS, extra_special_tokens=TINY_SPECIAL, model_max_length=4096)
     image_seq_len = (tile // patch // scale) ** 2
     image_kwargs = merge_config(
         {
@@ -377,3 +395,65 @@ def build_tiny_idefics3(
     )
     model = tiny_model(Model, config, seed, attn_implementation, tokenizer)
     return model.eval(), processor
+
+
+# ------------------------------------------------------------------------------------- real geometry
+
+#: HuggingFaceM4/Idefics3-8B-Llama3 (config.json): SigLIP-so400m/14 tower on 364-pixel views, Llama-3-8B
+IDEFICS3_8B = RealCheckpoint(
+    "HuggingFaceM4/Idefics3-8B-Llama3",
+    text=TowerShape(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, intermediate_size=14336,
+                    num_key_value_heads=8, vocab_size=128259),
+    vision=TowerShape(hidden_size=1152, num_hidden_layers=27, num_attention_heads=16, intermediate_size=4304),
+)
+#: HuggingFaceTB/SmolVLM-256M-Instruct (config.json): SigLIP-base/16 tower on 512-pixel views, SmolLM2-135M
+SMOLVLM_256M = RealCheckpoint(
+    "HuggingFaceTB/SmolVLM-256M-Instruct",
+    text=TowerShape(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, intermediate_size=1536,
+                    num_key_value_heads=3, vocab_size=49280),
+    vision=TowerShape(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+)
+#: per variant: (view pixels, patch, pixel-shuffle scale, longest edge before splitting, bos token)
+REAL_VIEWS = {"idefics3": (364, 14, 2, 4 * 364, "<|begin_of_text|>"), "smolvlm": (512, 16, 4, 4 * 512, "<|im_start|>")}
+
+#: the chat template form of both checkpoints: `<bos>User:<image><question><end_of_utterance>\nAssistant:`
+IDEFICS3_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{{ message['role'] | capitalize }}"
+    "{%- if message['content'] is string -%}{{ ': ' + message['content'] }}"
+    "{%- else -%}{%- if message['content'][0]['type'] == 'image' -%}{{ ':' }}{%- else -%}{{ ': ' }}{%- endif -%}"
+    "{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{ '<image>' }}{%- elif item['type'] == 'text' -%}{{ item['text'] }}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{ '<end_of_utterance>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
+)
+
+
+@register_real("idefics3", idefics3=IDEFICS3_8B, smolvlm=SMOLVLM_256M)
+def build_real_idefics3(seed: int = 0, attn_implementation: str = "sdpa", *, variant: str = "idefics3",
+                        **overrides: Any) -> tuple[Any, Any]:
+    """Idefics3 / SmolVLM with the geometry of `HuggingFaceM4/Idefics3-8B-Llama3` (variant "idefics3") or
+    `HuggingFaceTB/SmolVLM-256M-Instruct` ("smolvlm"), 2 layers per stack.
+
+    Idefics3: longest edge resized to 1456 (Lanczos, mean/std 0.5), then to multiples of 364 and cut into
+    364×364 tiles plus a global view; patch 14, scale factor 2 → 13×13 = 169 tokens per view.
+    SmolVLM: longest edge 2048, 512×512 tiles plus a global view; patch 16, scale factor 4 → 8×8 = 64 per view.
+    """
+    if variant not in REAL_VIEWS:
+        raise ValueError(f"unknown Idefics3 variant {variant!r}; choose one of {', '.join(REAL_VIEWS)}")
+    tile, patch, scale, longest, bos = REAL_VIEWS[variant]
+    tokenizer = real_tokenizer({"bos_token": bos, "eos_token": "<end_of_utterance>", **TINY_SPECIAL},
+                               IDEFICS3_TEMPLATE, add_bos=False, model_max_length=16384)
+    settings = real_overrides(
+        {
+            "longest_edge": longest,
+            "vision_config": {**REAL_VISION_CUT},
+            "text_config": {**REAL_TEXT_CUT, "max_position_embeddings": 16384},
+        },
+        overrides,
+    )
+    return build_tiny_idefics3(seed, attn_implementation, variant=variant, tile=tile, patch=patch, scale=scale,
+                               tokenizer=tokenizer, **settings)

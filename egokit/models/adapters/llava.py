@@ -24,16 +24,23 @@ from egokit.models.adapters.base import (
     WRAPPABLE_VIT,
     Adapter,
     ImageTokens,
+    RealCheckpoint,
+    TowerShape,
     register_adapter,
+    register_real,
     register_tiny,
 )
 from egokit.models.adapters.common import (
+    REAL_TEXT_CUT,
+    REAL_VISION_CUT,
     attention_stack,
     chat_prompt,
     feature_list,
     group_images,
     load_images,
     merge_config,
+    real_overrides,
+    real_tokenizer,
     sizes_tensor,
     submodule,
     tiny_layers,
@@ -212,7 +219,8 @@ class LlavaAdapter(Adapter):
 
 @register_tiny("llava")
 def build_tiny_llava(
-    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, tokenizer: Any = None,
+    **overrides: Any
 ) -> tuple[Any, Any]:
     """Tiny random LLaVA-1.5 with an offline word tokenizer.
 
@@ -222,15 +230,17 @@ def build_tiny_llava(
 
     Build `(model, processor)`: `LlavaForConditionalGeneration` (fp32, eval mode) and a `LlavaProcessor`.
 
+    tokenizer: a tokenizer (with an `image_token`) to use instead of the tiny word tokenizer.
     overrides: `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
                keys set top-level config fields (e.g. `vision_feature_select_strategy="full"`).
     """
     from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     patch, width = 8, 32
-    tokenizer = word_tokenizer(
-        TINY_WORDS, extra_special_tokens={"image_token": "<image>"}, model_max_length=1024
-    )
+    if tokenizer is None:
+        tokenizer = word_tokenizer(
+            TINY_WORDS, extra_special_tokens={"image_token": "<image>"}, model_max_length=1024
+        )
     image_processor = CLIPImageProcessorPil(
         **merge_config(
             {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}},
@@ -275,3 +285,51 @@ def build_tiny_llava(
         chat_template=tokenizer.chat_template,
     )
     return model.eval(), processor
+
+
+# ------------------------------------------------------------------------------------- real geometry
+
+#: llava-hf/llava-1.5-7b-hf (config.json): CLIP ViT-L/14-336 tower, Vicuna-7B (Llama-2) language model
+LLAVA_1_5_7B = RealCheckpoint(
+    "llava-hf/llava-1.5-7b-hf",
+    text=TowerShape(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, intermediate_size=11008,
+                    num_key_value_heads=32, vocab_size=32064),
+    vision=TowerShape(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+)
+
+#: LLaVA-1.5's chat template form: `USER: <image>\n<question> ASSISTANT:` (images first, then the text)
+LLAVA_1_5_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] != 'system' -%}{{ message['role'].upper() + ': ' }}{%- endif -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] + ' ' }}"
+    "{%- else -%}"
+    "{%- for item in message['content'] if item['type'] == 'image' -%}{{ '<image>\n' }}{%- endfor -%}"
+    "{%- for item in message['content'] if item['type'] == 'text' -%}{{ item['text'] + ' ' }}{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}{{ eos_token }}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
+)
+
+
+@register_real("llava", llava=LLAVA_1_5_7B)
+def build_real_llava(seed: int = 0, attn_implementation: str = "sdpa", **overrides: Any) -> tuple[Any, Any]:
+    """LLaVA with the geometry of `llava-hf/llava-1.5-7b-hf`, cut down to 2 layers per stack.
+
+    Images: shortest edge resized to 336 (bicubic), center crop 336×336, OpenAI CLIP mean/std; CLIP tower with
+    patch 14 and a class token → 1 + 24×24 outputs; `vision_feature_layer=-2`, `"default"` strategy drops the
+    class token → 576 `<image>` tokens per image. Prompt: `USER: <image>\n<question> ASSISTANT:`.
+    """
+    tokenizer = real_tokenizer({"image_token": "<image>"}, LLAVA_1_5_TEMPLATE, model_max_length=4096)
+    settings = real_overrides(
+        {
+            "image_size": 336,
+            "vision_config": {**REAL_VISION_CUT, "patch_size": 14},
+            "text_config": {**REAL_TEXT_CUT, "num_key_value_heads": REAL_TEXT_CUT["num_attention_heads"],
+                            "max_position_embeddings": 4096},
+            "vision_feature_layer": -2,
+            "vision_feature_select_strategy": "default",
+        },
+        overrides,
+    )
+    return build_tiny_llava(seed, attn_implementation, tokenizer=tokenizer, **settings)

@@ -33,12 +33,23 @@ from transformers.image_processing_utils import select_best_resolution
 from transformers.processing_utils import ProcessorMixin
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import ImageTokens, register_adapter, register_tiny
+from egokit.models.adapters.base import (
+    ImageTokens,
+    RealCheckpoint,
+    TowerShape,
+    register_adapter,
+    register_real,
+    register_tiny,
+)
 from egokit.models.adapters.common import (
+    REAL_TEXT_CUT,
+    REAL_VISION_CUT,
     feature_list,
     group_images,
     load_images,
     merge_config,
+    real_overrides,
+    real_tokenizer,
     tiny_layers,
     tiny_model,
     tiny_token_ids,
@@ -326,7 +337,8 @@ TINY_PINPOINTS = [[64, 64], [64, 128], [128, 64], [128, 128], [64, 192], [192, 6
 
 @register_tiny("llava_onevision")
 def build_tiny_llava_onevision(
-    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, tokenizer: Any = None,
+    **overrides: Any
 ) -> tuple[Any, Any]:
     """Tiny random LLaVA-OneVision with an offline word tokenizer.
 
@@ -337,6 +349,7 @@ def build_tiny_llava_onevision(
     Build `(model, processor)`: `LlavaOnevisionForConditionalGeneration` (fp32, eval mode) and an
     image-only OneVision processor.
 
+    tokenizer: a tokenizer (with `image_token` and `video_token`) instead of the tiny word tokenizer.
     overrides: `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
                keys set top-level config fields (e.g. `image_grid_pinpoints`, `vision_aspect_ratio`).
     """
@@ -347,11 +360,12 @@ def build_tiny_llava_onevision(
 
 
     patch, width = 8, 32
-    tokenizer = word_tokenizer(
-        TINY_WORDS,
-        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
-        model_max_length=4096,
-    )
+    if tokenizer is None:
+        tokenizer = word_tokenizer(
+            TINY_WORDS,
+            extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+            model_max_length=4096,
+        )
     settings = {
         "image_token_id": tokenizer.image_token_id,
         "video_token_id": tokenizer.video_token_id,
@@ -401,3 +415,60 @@ def build_tiny_llava_onevision(
         vision_aspect_ratio=config.vision_aspect_ratio,
     )
     return model.eval(), processor
+
+
+# ------------------------------------------------------------------------------------- real geometry
+
+#: llava-hf/llava-onevision-qwen2-0.5b-ov-hf (config.json): SigLIP-so400m/14-384 tower (26 layers kept),
+#: Qwen2-0.5B language model
+LLAVA_ONEVISION_0_5B = RealCheckpoint(
+    "llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
+    text=TowerShape(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, intermediate_size=4864,
+                    num_key_value_heads=2, vocab_size=152000),
+    vision=TowerShape(hidden_size=1152, num_hidden_layers=26, num_attention_heads=16, intermediate_size=4304),
+)
+#: its `image_grid_pinpoints`: every (rows × 384, cols × 384) for 1..6 tiles per side
+ONEVISION_PINPOINTS = [[384 * r, 384 * c] for r in range(1, 7) for c in range(1, 7)]
+
+#: LLaVA-OneVision's chat template form: `<|im_start|>user <image>\n<question><|im_end|>\n<|im_start|>assistant\n`
+ONEVISION_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + ' ' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}"
+    "{%- for item in message['content'] if item['type'] == 'image' -%}{{ '<image>' }}{%- endfor -%}"
+    "{%- for item in message['content'] if item['type'] == 'text' -%}{{ '\n' + item['text'] }}{%- endfor -%}"
+    "{%- endif -%}"
+    "{{ '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+ONEVISION_SPECIAL = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "image_token": "<image>",
+                     "video_token": "<video>", "im_start": "<|im_start|>"}
+
+
+@register_real("llava_onevision", llava_onevision=LLAVA_ONEVISION_0_5B)
+def build_real_llava_onevision(seed: int = 0, attn_implementation: str = "sdpa", **overrides: Any
+                               ) -> tuple[Any, Any]:
+    """LLaVA-OneVision with the geometry of `llava-hf/llava-onevision-qwen2-0.5b-ov-hf`, 2 layers per stack.
+
+    Tiles and base view of 384×384 (bicubic, mean/std 0.5), SigLIP tower with patch 14 and no class token →
+    27×27 = 729 tokens per tile (`vision_feature_layer=-1`, `"full"`); `image_grid_pinpoints` from 384×384 to
+    2304×2304 (up to 6×6 tiles) and `anyres_max_9`: the tile map is unpadded to the image's aspect ratio,
+    shrunk when it holds more than 9 tiles' worth of tokens, and every row ends with a newline token.
+    """
+    tokenizer = real_tokenizer(ONEVISION_SPECIAL, ONEVISION_TEMPLATE, model_max_length=32768)
+    settings = real_overrides(
+        {
+            "image_size": 384,
+            "vision_config": {**REAL_VISION_CUT, "patch_size": 14},
+            "text_config": {**REAL_TEXT_CUT, "max_position_embeddings": 32768},
+            "image_processor": {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_pad": True},
+            "image_grid_pinpoints": copy.deepcopy(ONEVISION_PINPOINTS),
+            "vision_feature_layer": -1,
+            "vision_feature_select_strategy": "full",
+            "vision_aspect_ratio": "anyres_max_9",
+        },
+        overrides,
+    )
+    return build_tiny_llava_onevision(seed, attn_implementation, tokenizer=tokenizer, **settings)

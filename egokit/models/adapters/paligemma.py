@@ -19,8 +19,26 @@ import torch
 from torch import nn
 
 from egokit.errors import InputError
-from egokit.models.adapters.base import GENERATES_TEXT, ImageTokens, register_adapter, register_tiny
-from egokit.models.adapters.common import feature_list, merge_config, tiny_model, tiny_token_ids, vlm_paths
+from egokit.models.adapters.base import (
+    GENERATES_TEXT,
+    ImageTokens,
+    RealCheckpoint,
+    TowerShape,
+    register_adapter,
+    register_real,
+    register_tiny,
+)
+from egokit.models.adapters.common import (
+    REAL_TEXT_CUT,
+    REAL_VISION_CUT,
+    feature_list,
+    merge_config,
+    real_overrides,
+    real_tokenizer,
+    tiny_model,
+    tiny_token_ids,
+    vlm_paths,
+)
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
 from egokit.models.text import TINY_WORDS, word_tokenizer
@@ -129,7 +147,8 @@ class PaliGemmaAdapter(VLMAdapter):
 
 @register_tiny("paligemma")
 def build_tiny_paligemma(
-    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, **overrides: Any
+    seed: int = 0, attn_implementation: str = "sdpa", *, image_size: int = 64, tokenizer: Any = None,
+    **overrides: Any
 ) -> tuple[Any, Any]:
     """Tiny random PaliGemma with an offline tokenizer.
 
@@ -140,6 +159,7 @@ def build_tiny_paligemma(
     Build `(model, processor)`: Gemma text model 2×32 (head_dim 16), vision 2×32, fp32, eval mode.
 
     image_size: the vision tower's square input (patch 8), so `(image_size/8)²` image tokens per image.
+    tokenizer:  a tokenizer (with an `image_token`, adding no bos) instead of the tiny word tokenizer.
     overrides:  `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
                 keys set top-level config fields.
     """
@@ -150,11 +170,12 @@ def build_tiny_paligemma(
         SiglipImageProcessorPil,
     )
 
-    patch = 8
+    patch = int((overrides.get("vision_config") or {}).get("patch_size", 8))
     # No bos from the tokenizer: the PaliGemma processor writes bos itself, after the image tokens.
-    tokenizer = word_tokenizer(
-        TINY_WORDS, extra_special_tokens={"image_token": "<image>"}, add_bos=False, model_max_length=1024
-    )
+    if tokenizer is None:
+        tokenizer = word_tokenizer(
+            TINY_WORDS, extra_special_tokens={"image_token": "<image>"}, add_bos=False, model_max_length=1024
+        )
     image_processor = SiglipImageProcessorPil(
         **merge_config(
             {
@@ -206,3 +227,37 @@ def build_tiny_paligemma(
     )
     model = tiny_model(PaliGemmaForConditionalGeneration, config, seed, attn_implementation, tokenizer)
     return model.eval(), processor
+
+
+# ------------------------------------------------------------------------------------- real geometry
+
+#: google/paligemma-3b-pt-224 (config.json): SigLIP-so400m/14 tower at 224, Gemma-2B language model
+PALIGEMMA_3B_224 = RealCheckpoint(
+    "google/paligemma-3b-pt-224",
+    text=TowerShape(hidden_size=2048, num_hidden_layers=18, num_attention_heads=8, intermediate_size=16384,
+                    num_key_value_heads=1, head_dim=256, vocab_size=257216),
+    vision=TowerShape(hidden_size=1152, num_hidden_layers=27, num_attention_heads=16, intermediate_size=4304),
+)
+
+
+@register_real("paligemma", paligemma=PALIGEMMA_3B_224)
+def build_real_paligemma(seed: int = 0, attn_implementation: str = "sdpa", **overrides: Any) -> tuple[Any, Any]:
+    """PaliGemma with the geometry of `google/paligemma-3b-pt-224`, 2 layers per stack.
+
+    Images: resized (stretched) to 224×224 (bicubic, mean/std 0.5), patch 14 → 16×16 = 256 `<image>` tokens per
+    image, first in the prompt, then `<bos>`, the text and a newline. No chat template (a pretrained checkpoint).
+    """
+    tokenizer = real_tokenizer({"bos_token": "<bos>", "eos_token": "<eos>", "image_token": "<image>"}, None,
+                               add_bos=False, model_max_length=8192)
+    heads = REAL_TEXT_CUT["num_attention_heads"]
+    settings = real_overrides(
+        {
+            "image_size": 224,
+            "image_processor": {"image_seq_length": (224 // 14) ** 2},
+            "vision_config": {**REAL_VISION_CUT, "patch_size": 14},
+            "text_config": {**REAL_TEXT_CUT, "num_key_value_heads": 1,
+                            "head_dim": REAL_TEXT_CUT["hidden_size"] // heads, "max_position_embeddings": 8192},
+        },
+        overrides,
+    )
+    return build_tiny_paligemma(seed, attn_implementation, tokenizer=tokenizer, **settings)

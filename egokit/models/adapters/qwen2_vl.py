@@ -23,10 +23,22 @@ from egokit.models.adapters.base import (
     GENERATES_TEXT,
     SOFT_VISUAL_TOKENS,
     ImageTokens,
+    RealCheckpoint,
+    TowerShape,
     register_adapter,
+    register_real,
     register_tiny,
 )
-from egokit.models.adapters.common import feature_list, merge_config, tiny_model, tiny_token_ids, vlm_paths
+from egokit.models.adapters.common import (
+    REAL_TEXT_CUT,
+    feature_list,
+    merge_config,
+    real_overrides,
+    real_tokenizer,
+    tiny_model,
+    tiny_token_ids,
+    vlm_paths,
+)
 from egokit.models.adapters.vlm import VLMAdapter
 from egokit.models.geometry import grid_boxes
 from egokit.models.processors import PROCESSOR_CLASSES, StockNameMixin
@@ -208,6 +220,7 @@ def build_tiny_qwen2_vl(
     variant: str = "qwen2_vl",
     min_pixels: int = 32 * 32,
     max_pixels: int = 64 * 64,
+    tokenizer: Any = None,
     **overrides: Any,
 ) -> tuple[Any, Any]:
     """Tiny random Qwen2-VL / Qwen2.5-VL with an offline tokenizer and an image-only processor.
@@ -220,6 +233,7 @@ def build_tiny_qwen2_vl(
 
     variant:     "qwen2_vl" or "qwen2_5_vl".
     min_pixels, max_pixels: the image processor's pixel-count bounds (`smart_resize`).
+    tokenizer:   a tokenizer with the four special tokens of `TINY_SPECIAL`, instead of the tiny word tokenizer.
     overrides:   `text_config` / `vision_config` / `image_processor` dicts merged into the defaults; other
                  keys set top-level config fields.
     """
@@ -227,14 +241,15 @@ def build_tiny_qwen2_vl(
         raise ValueError(f"unknown Qwen2-VL variant {variant!r}; choose one of {', '.join(TINY_VARIANTS)}")
     from transformers import Qwen2VLImageProcessorPil
 
-    tokenizer = word_tokenizer(
-        TINY_WORDS,
-        extra_special_tokens=TINY_SPECIAL,
-        image_placeholder=TINY_SPECIAL["vision_start_token"]
-        + TINY_SPECIAL["image_token"]
-        + TINY_SPECIAL["vision_end_token"],
-        model_max_length=1024,
-    )
+    if tokenizer is None:
+        tokenizer = word_tokenizer(
+            TINY_WORDS,
+            extra_special_tokens=TINY_SPECIAL,
+            image_placeholder=TINY_SPECIAL["vision_start_token"]
+            + TINY_SPECIAL["image_token"]
+            + TINY_SPECIAL["vision_end_token"],
+            model_max_length=1024,
+        )
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in TINY_SPECIAL.items()}
     patch, merge = 8, 2
 
@@ -310,3 +325,65 @@ def build_tiny_qwen2_vl(
     )
     model = tiny_model(Model, config, seed, attn_implementation, tokenizer)
     return model.eval(), processor
+
+
+# ------------------------------------------------------------------------------------- real geometry
+
+#: Qwen/Qwen2-VL-2B-Instruct (config.json): a 32-block ViT of width 1280 (MLP ratio 4), a 28-layer language model
+QWEN2_VL_2B = RealCheckpoint(
+    "Qwen/Qwen2-VL-2B-Instruct",
+    text=TowerShape(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, intermediate_size=8960,
+                    num_key_value_heads=2, vocab_size=151936),
+    vision=TowerShape(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, intermediate_size=5120),
+)
+#: its preprocessor_config.json pixel bounds (`smart_resize`): 56×56 … 12845056 pixels
+QWEN2_VL_MIN_PIXELS, QWEN2_VL_MAX_PIXELS = 3136, 12845056
+
+#: Qwen2-VL's chat template form: a default system turn, then `<|im_start|>user\n<|vision_start|><|image_pad|>
+#: <|vision_end|><question><|im_end|>\n<|im_start|>assistant\n`
+QWEN2_VL_TEMPLATE = (
+    "{%- if messages[0]['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+QWEN2_VL_SPECIAL = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", **TINY_SPECIAL,
+                    "im_start": "<|im_start|>"}
+
+
+@register_real("qwen2_vl", qwen2_vl=QWEN2_VL_2B)
+def build_real_qwen2_vl(seed: int = 0, attn_implementation: str = "sdpa", **overrides: Any) -> tuple[Any, Any]:
+    """Qwen2-VL with the geometry of `Qwen/Qwen2-VL-2B-Instruct`, 2 layers per stack (language width 64).
+
+    Images: `smart_resize` to multiples of 28 between 3136 and 12845056 pixels (bicubic, OpenAI CLIP
+    mean/std), patch 14, temporal patch 2, merge 2 → (H/28)·(W/28) `<|image_pad|>` tokens; M-RoPE sections in
+    the checkpoint's 16:24:24 proportion.
+    """
+    tokenizer = real_tokenizer(QWEN2_VL_SPECIAL, QWEN2_VL_TEMPLATE, words=("system", "helpful"),
+                               model_max_length=32768)
+    heads = REAL_TEXT_CUT["num_attention_heads"]
+    half = REAL_TEXT_CUT["hidden_size"] // heads // 2  # rotary frequencies per head, split 2:3:3 like 16:24:24
+    settings = real_overrides(
+        {
+            "min_pixels": QWEN2_VL_MIN_PIXELS,
+            "max_pixels": QWEN2_VL_MAX_PIXELS,
+            "image_processor": {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2},
+            "vision_config": {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+            "text_config": {
+                **REAL_TEXT_CUT,
+                "max_position_embeddings": 32768,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
+                                    "mrope_section": [half // 4, 3 * half // 8, 3 * half // 8]},
+            },
+        },
+        overrides,
+    )
+    return build_tiny_qwen2_vl(seed, attn_implementation, tokenizer=tokenizer, **settings)
