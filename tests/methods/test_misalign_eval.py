@@ -154,6 +154,23 @@ def test_quick_evaluate_on_the_micro_clip(quick):
     assert quick.settings["n"] == QUICK["n"] and quick.settings["captum"] is False
 
 
+def test_the_paper_settings_are_reported_beside_the_calibrated_ones(quick):
+    """The paper's rule: its template where the tokenizer reads it, the last 3 text layers, ε = −5e-5."""
+    from egokit.methods.misalign import PAPER_EPS
+    from egokit.methods.misalign.inputs import default_template
+
+    m = quick.metrics()
+    loaded = egokit.load(DEFAULT_MODEL, device="cpu")
+    depth = loaded.model.config.text_config.num_hidden_layers
+    assert m["paper_settings.layers"] == ",".join(str(i) for i in range(depth - 3, depth))
+    assert m["paper_settings.eps"] == PAPER_EPS == -5e-5
+    assert m["paper_settings.template"] == default_template(loaded.processor.tokenizer)
+    # the localisation with the paper's layers is the one the evaluation already measures that way
+    assert m["paper_settings.la"] == pytest.approx(m["la_paper_layers"])
+    for key in ("ap_fclipscore_eps", "multi_error.precision", "multi_error.recall", "multi_error.f1"):
+        assert 0.0 <= m[f"paper_settings.{key}"] <= 1.0
+
+
 def test_evaluation_round_trips_and_draws(quick, tmp_path):
     back = MisalignEvaluation.load(quick.save(tmp_path / "ev.safetensors"))
     assert back.metrics() == quick.metrics() and back.settings == quick.settings
