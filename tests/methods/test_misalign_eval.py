@@ -4,6 +4,7 @@ CLIP, and the `egokit misalign score|eval` commands (through `egokit.cli.main`).
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,6 +46,14 @@ def test_average_precision_by_hand_and_with_ties():
 def test_localisation_gives_partial_credit_for_ties():
     rs = [_r([0.1, -0.2, 0.3]), _r([-0.2, -0.2, 0.3]), _r([0.1, 0.2, -0.3])]
     assert localisation(rs, [1, 1, 0]) == [1.0, 0.5, 0.0]
+
+
+def test_localisation_with_punctuation_follows_the_official_rule():
+    """The kit never lets the final "." be the most negative word; the official rule does."""
+    r = SimpleNamespace(words=["a", "red", "circle", "."], scores=torch.tensor([0.1, -0.2, 0.3, -0.5]))
+    assert localisation([r], [1]) == [1.0]
+    assert localisation([r], [1], punctuation=True) == [0.0]
+    assert localisation([r], [3], punctuation=True) == [1.0]
 
 
 def test_word_prf():

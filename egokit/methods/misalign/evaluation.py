@@ -11,7 +11,8 @@ Metrics:
 - ``la``: localisation accuracy, the fraction of foils whose most negative word is the swapped word
   (ties count 1/k for k tied words); ``la_by_type``; ``la_clamped``, ``la_positive_only``,
   ``la_chefer``, ``la_captum`` for the variants; ``la_paper_layers`` with the paper's last 3 layers;
-  ``chance_la`` = mean of 1/(eligible words).
+  ``chance_la`` = mean of 1/(eligible words); ``la_with_punctuation``: the official rule, where the final
+  "." may also be the most negative word (the kit never flags punctuation: a deliberate difference).
 - ``ap_fclipscore`` / ``ap_clipscore``: pair level, original vs foil caption of the same image; average
   precision of telling the foil apart by −F-CLIPScore and by −CLIPScore. As in the paper's FOIL setting
   (single-error data), F-CLIPScore here uses the most negative word (`fclipscore_most_negative`);
@@ -39,6 +40,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from egokit.data.captions import FOIL_KINDS
 from egokit.errors import InputError
@@ -129,12 +131,16 @@ def multi_foil_set(seed: int, n: int, split: str = "test") -> list[tuple[Any, An
 # ------------------------------------------------------------------------------------------ metrics
 
 
-def localisation(results: Sequence[MisalignmentResult], targets: Sequence[int]) -> list[float]:
-    """Per caption: 1 if the lowest eligible word is the target, 1/k if k words tie for lowest, else 0."""
+def localisation(results: Sequence[MisalignmentResult], targets: Sequence[int], punctuation: bool = False
+                 ) -> list[float]:
+    """Per caption: 1 if the lowest eligible word is the target, 1/k if k words tie for lowest, else 0.
+
+    punctuation: also let punctuation-only words (the final ".") be the lowest, as the official rule does.
+    """
     credit = []
     for r, t in zip(results, targets):
         scores = r.scores.double()
-        ok = eligible_mask(r.words, r.scores)
+        ok = ~torch.isnan(scores) if punctuation else eligible_mask(r.words, r.scores)
         if not bool(ok.any()):
             credit.append(0.0)
             continue
@@ -279,6 +285,7 @@ def evaluate(model: Any = DEFAULT_MODEL, *, seed: int = 0, n: int = 200, eps: fl
                            "eps": eps_value, "calibration": source}
     la = {v: localisation(res[v][: len(data)], targets) for v in EVAL_VARIANTS}
     out["la"] = float(np.mean(la["signed"]))
+    out["la_with_punctuation"] = float(np.mean(localisation(res["signed"][: len(data)], targets, punctuation=True)))
     kinds = [f.kind for _, f in data]
     out["la_by_type"] = {k: float(np.mean([c for c, kk in zip(la["signed"], kinds) if kk == k]))
                          if k in kinds else None for k in FOIL_KINDS}
