@@ -1,4 +1,5 @@
-"""Capture benchmark: `python benchmarks/capture.py [--layers N] [--repeats R]` (same as `egokit bench capture --json`)."""
+"""Capture benchmark: `python benchmarks/capture.py [--layers N] [--repeats R] [--geometry real [--family F]]`
+(same as `egokit bench capture --json ...`)."""
 
 import sys
 
