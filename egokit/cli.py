@@ -27,6 +27,8 @@ Handler = Callable[[argparse.Namespace], int | None]
 
 #: the exit status of a command whose reader closed the pipe (128 + SIGPIPE, what a shell reports)
 BROKEN_PIPE = 141
+#: the exit status of an interrupted command (128 + SIGINT)
+INTERRUPTED = 130
 _DEBUG_HELP = "show full tracebacks on errors"
 _VERBOSE_HELP = "also show the libraries' own progress bars, logs and warnings (transformers, the hub)"
 #: libraries whose bars, logs and warnings the command line hides unless --verbose
@@ -107,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _discard_stdout()
         return BROKEN_PIPE
+    except KeyboardInterrupt:  # a second Ctrl-C before the first was fully handled: the same one line
+        print("egokit: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 def _discard_stdout() -> None:
@@ -149,12 +154,29 @@ def _main(argv: Sequence[str] | None) -> int:
               file=sys.stderr)
         return 1
     if interrupted:
-        # printed once the interrupted frames are released (cycles included), so that a progress bar they
-        # held prints its last state before this line rather than after it
-        gc.collect()
-        print("egokit: interrupted", file=sys.stderr)
-        return 130
+        restore = _ignore_further_interrupts()
+        try:
+            # printed once the interrupted frames are released (cycles included), so that a progress bar
+            # they held prints its last state before this line rather than after it
+            gc.collect()
+            print("egokit: interrupted", file=sys.stderr)
+        finally:
+            if argv is not None:  # called from Python (a notebook, a test): Ctrl-C works again afterwards
+                restore()
+        return INTERRUPTED
     return int(code or 0)
+
+
+def _ignore_further_interrupts() -> Callable[[], None]:
+    """After the first Ctrl-C, further ones (a key held down, a signal delivered twice) do not cut the clean-up
+    short or end the process by a signal; returns what puts the earlier handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    earlier = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return lambda: signal.signal(signal.SIGINT, earlier)
 
 
 if __name__ == "__main__":

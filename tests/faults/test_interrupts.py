@@ -185,3 +185,32 @@ def test_an_interrupt_while_the_picture_is_encoded_keeps_the_earlier_picture(met
         command.run_eval(picture=str(picture), device="cpu")
     assert picture.read_bytes() == b"earlier picture"
     assert [p.name for p in tmp_path.iterdir()] == ["r.png"]
+
+
+def test_a_second_interrupt_while_the_first_is_handled_gives_the_same_one_line(monkeypatch, capsys):
+    """A second Ctrl-C (a key held down, a signal delivered twice) during the clean-up after the first: still
+    exit 130 and one line, never a traceback or a death by signal; Ctrl-C works again afterwards."""
+    import gc
+    import signal
+
+    from egokit import cli
+    from egokit.commands import tour as tour_command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    calls = []
+
+    def second_interrupt(*a):
+        calls.append(signal.getsignal(signal.SIGINT))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tour_command, "_run", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main(["tour"]) == 130  # the first one alone
+    assert signal.getsignal(signal.SIGINT) == before
+    monkeypatch.setattr(gc, "collect", second_interrupt)
+    assert cli.main(["tour"]) == 130  # a second one during the clean-up
+    assert calls == [signal.SIG_IGN]  # further Ctrl-C were ignored while the first was handled
+    assert signal.getsignal(signal.SIGINT) == before
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "egokit: interrupted"
