@@ -18,7 +18,6 @@ import io
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,14 +33,10 @@ import nbformat
 import numpy as np
 import pytest
 import websocket
+from browsers import REQUIRE_BROWSER
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-INSTALL_HINT = ("no headless Chromium found on PATH (looked for: " + ", ".join(BROWSERS) + "), so the browser "
-                "test is skipped; to run it, install one: `apt-get install chromium` (Debian/Ubuntu), "
-                "`brew install --cask chromium` (macOS), or Google Chrome from its website.")
-REQUIRE_BROWSER = "EGOKIT_REQUIRE_BROWSER"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-quic", "--hide-scrollbars",
                   "--window-size=1400,1000")
@@ -64,21 +59,6 @@ KeywordPicker(model, reference, name="bix", keywords={KEYWORDS!r}, budget=0.2)
 SERVER_START_S, PAGE_S, RUN_S, CLICK_S = 90, 90, 120, 45
 
 pytestmark = pytest.mark.slow
-
-
-def find_browser() -> str | None:
-    return next((found for found in map(shutil.which, BROWSERS) if found), None)
-
-
-@pytest.fixture
-def browser() -> str:
-    """The headless browser's path; without one the test is skipped with how to install one."""
-    found = find_browser()
-    if found is None:
-        if os.environ.get(REQUIRE_BROWSER, "") not in ("", "0"):
-            pytest.fail(f"{INSTALL_HINT} ({REQUIRE_BROWSER} is set, so a missing browser fails)", pytrace=False)
-        pytest.skip(INSTALL_HINT)
-    return found
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, *, interval: float = 0.25,

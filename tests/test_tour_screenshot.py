@@ -23,15 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browsers import REQUIRE_BROWSER
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WIDTH, HEIGHT = 1200, 4000
-INSTALL_HINT = ("no headless Chromium found on PATH (looked for: " + ", ".join(BROWSERS) + "), so the browser "
-                "test is skipped; to run it, install one: `apt-get install chromium` (Debian/Ubuntu), "
-                "`brew install --cask chromium` (macOS), or Google Chrome from its website.")
-REQUIRE_BROWSER = "EGOKIT_REQUIRE_BROWSER"
 PNG_IN_PAGE = '<img src="data:image/png;base64,'
 # references to anything outside the page: src/href/srcset/poster/data attributes, CSS url() and @import
 EXTERNAL = re.compile(r"""(?:\b(?:src|href|srcset|poster|data|action)\s*=\s*["']?\s*(?:https?:)?//)"""
@@ -57,21 +53,6 @@ def registered_sections() -> list[str]:
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.split()
-
-
-def find_browser() -> str | None:
-    return next((found for found in map(shutil.which, BROWSERS) if found), None)
-
-
-@pytest.fixture(scope="module")
-def browser() -> str:
-    """The headless browser's path; without one, the test that asks for it is skipped with how to install one."""
-    found = find_browser()
-    if found is None:
-        if os.environ.get(REQUIRE_BROWSER, "") not in ("", "0"):
-            pytest.fail(f"{INSTALL_HINT} ({REQUIRE_BROWSER} is set, so a missing browser fails)", pytrace=False)
-        pytest.skip(INSTALL_HINT)
-    return found
 
 
 @pytest.fixture(scope="module")
