@@ -20,7 +20,7 @@ from egokit.errors import CapabilityError, InputError
 from egokit.methods.lorsu.baselines import METHODS, lora_targets
 from egokit.methods.lorsu.modules import RowLoRALinear, SparseDeltaLinear, install, merge_all
 from egokit.methods.lorsu.session import SessionReport
-from egokit.methods.lorsu.training import SessionData, image_embeddings
+from egokit.methods.lorsu.training import image_embeddings
 from egokit.models.loading import from_model
 from egokit.models.tiny import build_tiny
 
@@ -29,28 +29,18 @@ OLD_LORA_PATTERN = (r".*vision_model\.encoder\.layers\.\d+\.(self_attn\.(q_proj|
                     r"|visual_projection")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models train fastest on one thread (and a busy machine makes two far slower)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 HEADS = 4
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return build_tiny("clip", seed=1, vision_config={"num_attention_heads": HEADS})
+def tiny(lorsu_clip):
+    return lorsu_clip
 
 
 @pytest.fixture(scope="module")
-def data(tiny):
-    _, processor = tiny
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(12)]
-    return SessionData.from_images(processor, images, [i % 3 for i in range(12)],
-                                   ["a red circle .", "a blue square .", "a green cross ."], name="toy")
+def data(lorsu_session):
+    return lorsu_session
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -98,10 +88,11 @@ def test_session_masks_keep_exact_fraction_and_frozen_parts_stay_bit_identical(t
     for k in before:
         if not (k.startswith("vision_model.") or k.startswith("visual_projection.")):
             assert torch.equal(before[k], after[k]), k
-    may_change = ("self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "mlp.fc1.weight")
+    may_change = ("self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "mlp.fc1.weight", "mlp.fc1.bias")
     head_dim = blocks[0].self_attn.q_proj.out_features // HEADS
     for i in range(len(blocks)):
         pre = f"vision_model.encoder.layers.{i}."
+        assert not torch.equal(before[pre + "mlp.fc1.bias"], after[pre + "mlp.fc1.bias"])  # trained densely
         mask = report.fc1_masks[i]
         w0, w1 = before[pre + "mlp.fc1.weight"], after[pre + "mlp.fc1.weight"]
         assert torch.equal(w0[~mask], w1[~mask])  # unchosen fc1 weights bit-identical

@@ -21,13 +21,7 @@ from egokit.results import Evaluation
 NUMBERS = ("ti", "cc", "target", "control", "trainable_params", "optimizer_bytes", "seconds")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models train fastest on one thread (and a busy machine makes two far slower)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +125,7 @@ def test_cli_quick_eval_prints_json(tmp_path, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert {k.split(".")[1] for k in out if k.startswith("methods.")} == {"lorsu", "full", "lora", "spu", "layernorm"}
-    assert {k.split(".")[1] for k in out if k.startswith("ablations.")} == {"random_heads", "unmasked_fc1"}
+    assert {k.split(".")[1] for k in out if k.startswith("ablations.")} == {"random_heads", "unmasked_fc1", "lora_v1"}
     for name in ("lorsu", "full", "lora", "spu", "layernorm"):
         assert {f"methods.{name}.{k}" for k in ("ti", "cc", "trainable_params", "optimizer_bytes", "seconds")} <= set(out)
     assert out["methods.lorsu.trainable_params"] < out["methods.full.trainable_params"]

@@ -10,7 +10,9 @@
 - `layernorm`: only the LayerNorm weights and biases of the vision encoder.
 
 Every function has the signature of `lorsu.update` minus the LoRSU-only options, changes the model in
-place and returns a `SessionReport`. `METHODS` maps names to them (with `lorsu` and the two ablations).
+place and returns a `SessionReport`. `METHODS` maps names to them (with `lorsu` and its three ablations:
+`random_heads`, `unmasked_fc1`, and `lora_v1`, the earlier egokit LoRA shape and initialisation with fc1's
+bias frozen).
 """
 
 from __future__ import annotations
@@ -163,6 +165,10 @@ def _unmasked_fc1(clip_model: Any, session_data: SessionData, **kw: Any) -> Sess
     return lorsu.update(clip_model, session_data, mask_fc1=False, **kw)
 
 
+def _lora_v1(clip_model: Any, session_data: SessionData, **kw: Any) -> SessionReport:
+    return lorsu.update(clip_model, session_data, lora_init="egokit-v1", **kw)
+
+
 #: name → session update function (all take `(model, data, **settings)`).
 METHODS: dict[str, Callable[..., SessionReport]] = {
     "lorsu": _lorsu,
@@ -172,6 +178,7 @@ METHODS: dict[str, Callable[..., SessionReport]] = {
     "layernorm": update_layernorm,
     "random_heads": _random_heads,
     "unmasked_fc1": _unmasked_fc1,
+    "lora_v1": _lora_v1,
 }
 
 __all__ = ["LORA_PIECES", "METHODS", "lora_targets", "update_full", "update_layernorm", "update_lora", "update_spu"]

@@ -3,9 +3,16 @@
 - `SparseDeltaLinear`: a frozen `nn.Linear` whose weight gets a trainable update on a fixed set of
   entries only (the fc1 mask). The update is a vector of the chosen entries, so the optimizer keeps state
   for those entries and nothing else; merging adds it in place, leaving every other entry bit-identical.
+- `StackedLoRA` + `SharedLoRALinear`: LoRSU's masked LoRA on the attention projections, shaped as the official
+  code shapes it: one rank-r update of the *stacked* q/k/v weight, ``ΔW = (α/r) · M ⊙ (A · B)`` with
+  A (3·out × r) Kaiming-uniform on the output side and B (r × in) zero, so one B is shared by q, k and v.
+  A model with separate q, k and v projections gets one `SharedLoRALinear` per projection, each reading its
+  slice of A's rows. Only the rows the head mask keeps carry parameters (the others never get a gradient).
 - `RowLoRALinear`: a frozen `nn.Linear` plus a LoRA update ``scale · M ⊙ (U · D)`` whose mask `M` keeps
-  chosen output rows (the rows of the chosen attention heads). Only the rows that can change carry
-  parameters: `up` has one row per kept output row. With ``rows=None`` it is a plain LoRA.
+  chosen output rows. With ``rows=None`` it is a plain LoRA (LoRSU's image projection). `init="official"`
+  draws the random factor as the official code does (Kaiming-uniform over a tensor whose fan-in is the
+  rank: bound 1/√r); `init="egokit-v1"` draws it with the layer's input width as fan-in (bound 1/√in, the
+  earlier egokit variant, kept as an ablation).
 
 `Patch` records where a wrapper was put so that `merge_all` can put the (updated) original layer back.
 """
@@ -44,17 +51,90 @@ class SparseDeltaLinear(nn.Module):
         return self.base
 
 
+#: how the random LoRA factor is drawn: as the official code ("official") or as egokit first did ("egokit-v1")
+LORA_INITS: tuple[str, ...] = ("official", "egokit-v1")
+
+
+def _check_lora(rank: int, init: str) -> None:
+    if rank < 1:
+        raise ValueError(f"LoRA rank must be at least 1, got {rank}")
+    if init not in LORA_INITS:
+        raise ValueError(f"unknown LoRA initialisation {init!r}: use one of {', '.join(LORA_INITS)}")
+
+
+def kaiming_factor(rows: int, cols: int, *, device: torch.device | None = None,
+                   dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A (rows × cols) tensor drawn as `nn.init.kaiming_uniform_(·, a=√5)` draws it: uniform in ±1/√cols."""
+    t = torch.empty(rows, cols, device=device, dtype=dtype)
+    nn.init.kaiming_uniform_(t, a=math.sqrt(5))
+    return t
+
+
+class StackedLoRA(nn.Module):
+    """The trainable factors of one masked LoRA over `parts` stacked projections (q, k, v) of `in_features`
+    inputs and `out_features` outputs each: ``ΔW_stacked = scale · M ⊙ (A · B)``.
+
+    A is drawn for the whole stacked weight (``parts·out × rank``, Kaiming-uniform: fan-in = rank) and only the
+    rows in `rows` (the same rows in every part: the chosen heads) are kept, as `a` (parts × len(rows) × rank);
+    B (`b`, rank × in) starts at zero and is shared by every part. M is one on `rows` of every part.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float, rows: torch.Tensor,
+                 parts: int = 3, *, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        _check_lora(rank, "official")
+        self.scale = float(alpha) / float(rank)
+        self.register_buffer("rows", rows.to(device=device, dtype=torch.long), persistent=False)
+        a_full = kaiming_factor(parts * out_features, rank, device=device, dtype=dtype)
+        self.a = nn.Parameter(a_full.view(parts, out_features, rank)[:, self.rows].contiguous())
+        self.b = nn.Parameter(torch.zeros(rank, in_features, device=device, dtype=dtype))
+
+    def part_delta(self, part: int) -> torch.Tensor:
+        """``scale · A_part · B`` for the kept rows of one part (len(rows) × in)."""
+        return (self.a[part] @ self.b) * self.scale
+
+    def delta_weight(self, out_features: int) -> torch.Tensor:
+        """``scale · M ⊙ (A · B)`` as the full stacked (parts·out × in) matrix."""
+        parts = self.a.shape[0]
+        full = torch.zeros(parts, out_features, self.b.shape[1], dtype=self.b.dtype, device=self.b.device)
+        for p in range(parts):
+            full[p, self.rows] = self.part_delta(p)
+        return full.view(parts * out_features, -1)
+
+
+class SharedLoRALinear(nn.Module):
+    """`base` (frozen) plus part `part` of a `StackedLoRA` added to its output features `lora.rows`."""
+
+    def __init__(self, base: nn.Linear, lora: StackedLoRA, part: int) -> None:
+        super().__init__()
+        self.base = base
+        self.lora = lora
+        self.part = int(part)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = F.linear(F.linear(x, self.lora.b), self.lora.a[self.part]) * self.lora.scale
+        return self.base(x).index_add(-1, self.lora.rows, low)
+
+    @torch.no_grad()
+    def merge(self) -> nn.Linear:
+        """Add this part's update into the base weight in place and return the base layer."""
+        self.base.weight.index_add_(0, self.lora.rows, self.lora.part_delta(self.part).to(self.base.weight.dtype))
+        return self.base
+
+
 class RowLoRALinear(nn.Module):
     """`base` (frozen) plus ``scale · (x Dᵀ) Uᵀ`` added to the output features `rows` (all if None).
 
     Equivalent to the weight ``W + scale · M ⊙ (U_full · D)`` with ``M`` one on `rows`. `down` (D, rank × in)
-    starts Kaiming-uniform, `up` (U, len(rows) × rank) at zero, so the layer starts equal to `base`.
+    starts random, `up` (U, len(rows) × rank) at zero, so the layer starts equal to `base`. `init` says how D is
+    drawn (`LORA_INITS`): "official" as the official LoRSU code draws its projection LoRA (a Kaiming-uniform
+    in × rank factor, bound 1/√rank), "egokit-v1" Kaiming-uniform over D itself (bound 1/√in).
     """
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, rows: torch.Tensor | None = None) -> None:
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, rows: torch.Tensor | None = None,
+                 init: str = "official") -> None:
         super().__init__()
-        if rank < 1:
-            raise ValueError(f"LoRA rank must be at least 1, got {rank}")
+        _check_lora(rank, init)
         self.base = base
         dev, dt = base.weight.device, base.weight.dtype
         n_rows = base.out_features if rows is None else int(rows.numel())
@@ -63,8 +143,11 @@ class RowLoRALinear(nn.Module):
         else:
             self.register_buffer("rows", rows.to(device=dev, dtype=torch.long), persistent=False)
         self.scale = float(alpha) / float(rank)
-        self.down = nn.Parameter(torch.empty(rank, base.in_features, device=dev, dtype=dt))
-        nn.init.kaiming_uniform_(self.down, a=math.sqrt(5))
+        if init == "official":
+            down = kaiming_factor(base.in_features, rank, device=dev, dtype=dt).t().contiguous()
+        else:
+            down = kaiming_factor(rank, base.in_features, device=dev, dtype=dt)
+        self.down = nn.Parameter(down)
         self.up = nn.Parameter(torch.zeros(n_rows, rank, device=dev, dtype=dt))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,4 +208,5 @@ def remove_all(patches: list[Patch]) -> None:
     patches.clear()
 
 
-__all__ = ["Patch", "RowLoRALinear", "SparseDeltaLinear", "install", "merge_all", "remove_all"]
+__all__ = ["LORA_INITS", "Patch", "RowLoRALinear", "SharedLoRALinear", "SparseDeltaLinear", "StackedLoRA",
+           "install", "kaiming_factor", "merge_all", "remove_all"]

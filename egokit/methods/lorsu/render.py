@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from egokit.methods.lorsu.session import SessionReport
 
 COLORS = {"lorsu": "#d62728", "full": "#1f77b4", "lora": "#2ca02c", "spu": "#ff7f0e", "layernorm": "#9467bd",
-          "random_heads": "#e377c2", "unmasked_fc1": "#8c564b"}
+          "random_heads": "#e377c2", "unmasked_fc1": "#8c564b", "lora_v1": "#7f7f7f"}
+#: the ablations (drawn dashed)
+DASHED = ("random_heads", "unmasked_fc1", "lora_v1")
 
 
 def _figure_to_image(fig: Any, dpi: int = 100) -> Image.Image:
@@ -143,7 +145,7 @@ def curves_picture(result: LorsuEvaluation) -> Image.Image:
     for m in result.methods:
         t = [target_accuracy(result.before)] + [target_accuracy(c) for c in result.curves[m]]
         c = [control_accuracy(result.before)] + [control_accuracy(c) for c in result.curves[m]]
-        style = "-" if m in COLORS and m not in ("random_heads", "unmasked_fc1") else "--"
+        style = "-" if m in COLORS and m not in DASHED else "--"
         a.plot(xs, t, style, color=COLORS.get(m, "grey"), label=m, marker="o", ms=3)
         b.plot(xs, c, style, color=COLORS.get(m, "grey"), label=m, marker="o", ms=3)
     labels = ["start"] + result.sessions

@@ -8,8 +8,10 @@ session, on the vision side only (text encoder, text projection and temperature 
    (exactly ``round(sparsity · numel)`` entries) is trainable, nothing else of that matrix;
 3. heads: score = squared norm of the head's q, k and v mean-gradient rows; the `top_heads` best
    heads per block are chosen;
-4. a masked LoRA on the q, k and v projections that changes only the chosen heads' output rows;
-   the q/k/v biases are trainable; a plain LoRA on the image projection (into the joint space);
+4. a masked LoRA on the q, k and v projections that changes only the chosen heads' output rows, shaped
+   as the official code shapes it (one update of the stacked q/k/v weight: A on the output side,
+   Kaiming-uniform, one zero-initialised B shared by q, k and v; ΔW = (α/r)·M ⊙ (A·B)); the q/k/v biases
+   and fc1's bias are trainable (densely); a plain LoRA on the image projection (into the joint space);
 5. Adam for `epochs` passes; then every update is merged into the weights, so the next session starts
    from the merged model with fresh masks.
 
@@ -35,9 +37,12 @@ from torch import nn
 
 from egokit.errors import InputError
 from egokit.methods.lorsu.modules import (
+    LORA_INITS,
     Patch,
     RowLoRALinear,
+    SharedLoRALinear,
     SparseDeltaLinear,
+    StackedLoRA,
     install,
     merge_all,
     remove_all,
@@ -68,8 +73,8 @@ class SessionReport(Result):
     """What one session of a method did and cost (a `Result`: `to_dict`, `save`/`load`, a picture).
 
     method:           "lorsu", "full", "lora", "spu", "layernorm" or an ablation name.
-    trainable_params: entries the optimizer updates (LoRSU: chosen fc1 entries + LoRA factors + q/k/v
-                      biases + projection LoRA).
+    trainable_params: entries the optimizer updates (LoRSU: chosen fc1 entries + fc1 biases + LoRA factors
+                      + q/k/v biases + projection LoRA).
     optimizer_bytes:  bytes of optimizer state (Adam moments) after the session.
     seconds:          wall time of the session (scores, masks, training, merge).
     heads:            per vision block, the chosen heads (LoRSU; empty otherwise).
@@ -193,8 +198,8 @@ def _n_heads(attn: nn.Module) -> int:
 def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULTS["sparsity"],
            top_heads: int = DEFAULTS["top_heads"], rank: int = DEFAULTS["rank"], alpha: float = DEFAULTS["alpha"],
            epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"], *, batch_size: int = 32,
-           heads: str = "gradient", mask_fc1: bool = True, seed: int = 0, keep_masks: bool = True,
-           progress: bool = False) -> SessionReport:
+           heads: str = "gradient", mask_fc1: bool = True, lora_init: str = "official", loss: str = "classes",
+           weight_decay: float = 0.0, seed: int = 0, keep_masks: bool = True, progress: bool = False) -> SessionReport:
     """Run one LoRSU session on `clip_model` (a `CLIPModel` or `LoadedModel`), changing its vision
     encoder in place (LoRA merged); returns a `SessionReport`. A model whose family is no dual encoder
     with a wrappable ViT is refused (`CapabilityError`).
@@ -205,8 +210,19 @@ def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULT
     epochs, lr, batch_size: Adam training on the session's data.
     heads:      "gradient" (LoRSU) or "random" (the ablation: same number of heads, drawn at random).
     mask_fc1:   False trains every fc1 weight (the "unmasked fc1" ablation).
+    lora_init:  "official" (default): the attention LoRA is one update of the stacked q/k/v weight with A
+                (3·width × rank, Kaiming-uniform) on the output side and one zero-initialised B shared by q, k
+                and v, the projection LoRA's random factor drawn with fan-in = rank, and fc1's bias trained
+                densely, as the official code does. "egokit-v1": the earlier egokit variant, kept as the
+                "lora_v1" ablation: three independent LoRAs with the random factor on the input side
+                (Kaiming over the input width: a ~√(width/rank)× smaller initial scale) and fc1's bias frozen.
+    loss:       "classes" (egokit's, default) or "pairs" (the official code's pairwise CLIP loss), for the
+                mean gradient and the training alike (`training.contrastive_loss`).
+    weight_decay: 0 (default): Adam; > 0: AdamW with that decay (the official trainer uses 0.01).
     seed:       seeds LoRA initialisation, batch order and random heads.
     """
+    if lora_init not in LORA_INITS:
+        raise InputError(f"unknown lora_init {lora_init!r}: use one of {', '.join(LORA_INITS)}")
     loaded = dual_encoder(clip_model)
     clip, adapter = loaded.model, loaded.adapter
     start = time.perf_counter()
@@ -218,7 +234,7 @@ def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULT
         weights[f"{i}.fc1"] = adapter.block_module(b, "fc1").weight
         for piece in QKV:
             weights[f"{i}.{piece}"] = adapter.block_module(b, piece).weight
-    grads = mean_gradients(clip, session_data, weights, batch_size=max(batch_size, 64))
+    grads = mean_gradients(clip, session_data, weights, batch_size=max(batch_size, 64), loss=loss)
 
     patches: list[Patch] = []
     trainable: list[nn.Parameter] = []
@@ -236,13 +252,11 @@ def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULT
                 chosen_heads.append(picked)
                 all_scores.append([float(s) for s in scores])
                 if picked:
-                    rows = head_rows(picked, adapter.block_module(b, "q").out_features // n_heads)
-                    for piece in QKV:
-                        wrapper = RowLoRALinear(adapter.block_module(b, piece), rank, alpha, rows)
-                        patches.append(install(clip, names[i][piece], wrapper))
-                        trainable += [wrapper.down, wrapper.up]
-                        if wrapper.base.bias is not None:
-                            trainable.append(wrapper.base.bias)
+                    projections = [adapter.block_module(b, piece) for piece in QKV]
+                    rows = head_rows(picked, projections[0].out_features // n_heads)
+                    trainable += _attention_lora(clip, projections, [names[i][p] for p in QKV], rows, rank, alpha,
+                                                 lora_init, patches)
+                    trainable += [p.bias for p in projections if p.bias is not None]
                 fc1 = adapter.block_module(b, "fc1")
                 if mask_fc1:
                     mask = top_fraction_mask(grads[f"{i}.fc1"], sparsity)
@@ -252,29 +266,55 @@ def update(clip_model: Any, session_data: SessionData, sparsity: float = DEFAULT
                 else:
                     mask = torch.ones_like(fc1.weight, dtype=torch.bool)
                     trainable.append(fc1.weight)
+                if fc1.bias is not None and lora_init == "official":  # dense, as the official code trains it
+                    trainable.append(fc1.bias)
                 fc1_chosen.append(int(mask.sum()))
                 if keep_masks:
                     masks.append(mask.cpu())
             projection = image_projection_name(loaded)
             if projection is not None and rank > 0:
-                wrapper = RowLoRALinear(clip.get_submodule(projection), rank, alpha)
+                wrapper = RowLoRALinear(clip.get_submodule(projection), rank, alpha, init=lora_init)
                 patches.append(install(clip, projection, wrapper))
                 trainable += [wrapper.down, wrapper.up]
         stats = train(clip, session_data, trainable, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                      progress=progress)
+                      progress=progress, loss=loss, weight_decay=weight_decay)
         merge_all(patches)
     finally:
         remove_all(patches)  # only reached with wrappers left when training failed: drop their updates
     method = "lorsu" if heads == "gradient" and mask_fc1 else ("random_heads" if mask_fc1 else "unmasked_fc1")
     if heads == "random" and not mask_fc1:
         method = "random_heads_unmasked_fc1"
+    if lora_init != "official":
+        method = "lora_v1" if method == "lorsu" else f"{method}_lora_v1"
     return SessionReport(
         method=method, trainable_params=stats.trainable_params, optimizer_bytes=stats.optimizer_bytes,
         seconds=time.perf_counter() - start, heads=chosen_heads, head_scores=all_scores, fc1_chosen=fc1_chosen,
         fc1_masks=torch.stack(masks) if keep_masks and masks else None, losses=stats.losses, session=session_data.name,
         settings={"sparsity": sparsity, "top_heads": top_heads, "rank": rank, "alpha": alpha, "epochs": epochs,
-                  "lr": lr, "batch_size": batch_size, "heads": heads, "mask_fc1": mask_fc1, "seed": seed},
+                  "lr": lr, "batch_size": batch_size, "heads": heads, "mask_fc1": mask_fc1, "lora_init": lora_init,
+                  "loss": loss, "weight_decay": weight_decay, "seed": seed},
     )
+
+
+def _attention_lora(root: nn.Module, projections: list[nn.Module], names: list[str], rows: torch.Tensor, rank: int,
+                    alpha: float, lora_init: str, patches: list[Patch]) -> list[nn.Parameter]:
+    """Install the masked LoRA on one block's q, k and v projections (rows `rows` only); return its factors.
+
+    "official": one `StackedLoRA` (shared B) read by a `SharedLoRALinear` per projection; "egokit-v1": an
+    independent `RowLoRALinear` per projection."""
+    if lora_init == "official":
+        q = projections[0]
+        lora = StackedLoRA(q.in_features, q.out_features, rank, alpha, rows, parts=len(projections),
+                           device=q.weight.device, dtype=q.weight.dtype)
+        for part, (proj, name) in enumerate(zip(projections, names)):
+            patches.append(install(root, name, SharedLoRALinear(proj, lora, part)))
+        return [lora.a, lora.b]
+    params: list[nn.Parameter] = []
+    for proj, name in zip(projections, names):
+        wrapper = RowLoRALinear(proj, rank, alpha, rows, init=lora_init)
+        patches.append(install(root, name, wrapper))
+        params += [wrapper.down, wrapper.up]
+    return params
 
 
 __all__ = ["DEFAULTS", "SessionData", "SessionReport", "choose_heads", "head_rows", "head_scores",

@@ -174,18 +174,30 @@ def image_embeddings(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
     return F.normalize(emb.float(), dim=-1)
 
 
+#: the losses `contrastive_loss` knows: egokit's over the class captions, or the official code's over pairs
+LOSSES: tuple[str, ...] = ("classes", "pairs")
+
+
 def contrastive_loss(clip: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
-                     text_emb: torch.Tensor) -> torch.Tensor:
+                     text_emb: torch.Tensor, loss: str = "classes") -> torch.Tensor:
     """The symmetric CLIP loss between images and their class captions.
 
-    Image → text: cross-entropy over the session's class captions. Text → image: for every class present
-    in the batch, cross-entropy over the batch's images with the target spread evenly over that class's
-    images. Logits use the model's own (frozen) temperature.
+    "classes" (egokit's): image → text is a cross-entropy over the session's class captions; text → image,
+    for every class present in the batch, a cross-entropy over the batch's images with the target spread
+    evenly over that class's images. "pairs" (the official code's `ClipLoss`): each image is paired with its
+    own caption and every other pair of the batch is a negative, also another image of the same class.
+    Logits use the model's own (frozen) temperature.
     """
+    if loss not in LOSSES:
+        raise InputError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
     img = image_embeddings(clip, pixel_values)
     scale = clip.logit_scale.exp().clamp(max=100.0).float() if hasattr(clip, "logit_scale") else 100.0
+    labels = labels.to(img.device)
+    if loss == "pairs":
+        pair_logits = scale * img @ text_emb[labels].t()  # (B, B)
+        target = torch.arange(len(labels), device=img.device)
+        return 0.5 * (F.cross_entropy(pair_logits, target) + F.cross_entropy(pair_logits.t(), target))
     logits = scale * img @ text_emb.t()  # (B, C)
-    labels = labels.to(logits.device)
     i2t = F.cross_entropy(logits, labels)
     present = torch.unique(labels)
     onehot = (labels[:, None] == present[None, :]).float()  # (B, P)
@@ -200,7 +212,7 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -
 
 
 def mean_gradients(clip: nn.Module, data: SessionData, params: dict[str, nn.Parameter],
-                   batch_size: int = 64) -> dict[str, torch.Tensor]:
+                   batch_size: int = 64, loss: str = "classes") -> dict[str, torch.Tensor]:
     """The mean gradient of `contrastive_loss` over the session's data, for each named parameter."""
     text_emb = class_embeddings(clip, data)
     total = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
@@ -208,8 +220,8 @@ def mean_gradients(clip: nn.Module, data: SessionData, params: dict[str, nn.Para
         for idx in batches(len(data), batch_size):
             for p in params.values():
                 p.grad = None
-            loss = contrastive_loss(clip, data.pixel_values[idx], data.labels[idx], text_emb)
-            loss.backward()
+            value = contrastive_loss(clip, data.pixel_values[idx], data.labels[idx], text_emb, loss)
+            value.backward()
             for k, p in params.items():
                 if p.grad is not None:
                     total[k] += p.grad.float() * len(idx)
@@ -241,10 +253,13 @@ def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
 
 
 def train(clip: nn.Module, data: SessionData, params: Sequence[nn.Parameter], *, epochs: int, lr: float,
-          batch_size: int = 32, seed: int = 0, grad_hook: Any = None, progress: bool = False) -> TrainStats:
+          batch_size: int = 32, seed: int = 0, grad_hook: Any = None, progress: bool = False, loss: str = "classes",
+          weight_decay: float = 0.0) -> TrainStats:
     """Adam on `params` only (everything else frozen) for `epochs` passes over the session's data.
 
     grad_hook: optional callable run after each backward pass (before the step), e.g. to mask gradients.
+    loss: "classes" or "pairs" (`contrastive_loss`). weight_decay > 0: AdamW with that decoupled decay (the
+    official LoRSU trainer's 0.01) instead of Adam.
     """
     params = [p for p in params]
     if not params:
@@ -252,7 +267,10 @@ def train(clip: nn.Module, data: SessionData, params: Sequence[nn.Parameter], *,
     if epochs < 0 or lr <= 0:
         raise InputError(f"need epochs >= 0 and lr > 0, got epochs={epochs}, lr={lr}")
     text_emb = class_embeddings(clip, data)
-    opt = torch.optim.Adam(params, lr=lr)
+    if weight_decay < 0:
+        raise InputError(f"weight_decay must be >= 0, got {weight_decay}")
+    opt = (torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if weight_decay > 0
+           else torch.optim.Adam(params, lr=lr))
     gen = torch.Generator().manual_seed(int(seed))
     stats = TrainStats(trainable_params=int(sum(p.numel() for p in params)))
     epochs_iter: Any = range(epochs)
@@ -265,14 +283,14 @@ def train(clip: nn.Module, data: SessionData, params: Sequence[nn.Parameter], *,
         for _ in epochs_iter:
             seen, total = 0, 0.0
             for idx in batches(len(data), batch_size, gen):
-                loss = contrastive_loss(clip, data.pixel_values[idx], data.labels[idx], text_emb)
+                value = contrastive_loss(clip, data.pixel_values[idx], data.labels[idx], text_emb, loss)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                value.backward()
                 if grad_hook is not None:
                     grad_hook()
                 opt.step()
                 seen += len(idx)
-                total += float(loss.detach()) * len(idx)
+                total += float(value.detach()) * len(idx)
             stats.losses.append(total / max(seen, 1))
     stats.optimizer_bytes = optimizer_state_bytes(opt)
     for p in params:
@@ -293,7 +311,7 @@ def to_numpy_images(images: Sequence[Any]) -> list[np.ndarray]:
 
 
 __all__ = [
-    "SessionData", "TrainStats", "accuracy", "batches", "block_names", "class_embeddings", "contrastive_loss",
+    "LOSSES", "SessionData", "TrainStats", "accuracy", "batches", "block_names", "class_embeddings", "contrastive_loss",
     "dual_encoder", "image_embeddings", "image_projection_name", "mean_gradients", "optimizer_state_bytes", "train",
     "trainable_only", "vision_blocks", "vision_dtype", "vision_parameters",
 ]
