@@ -45,6 +45,9 @@ def pixel_commands(psub: argparse._SubParsersAction) -> None:
     q.add_argument("image", help="image file")
     q.add_argument("expression", help="the expression (quote it)")
     _common(q)
+    q.add_argument("--readout", default="last_token", choices=["last_token", "answer_position"],
+                   help="where the box is read: the expression's last token (PixelLLM's rule, default) or the "
+                        "answer position (not the paper's rule)")
     q.add_argument("--out", default=None, type=options.output_file(".png"), help="write a PNG of the box over the image")
     q.set_defaults(func=_cmd_refer)
 
@@ -105,7 +108,7 @@ def _cmd_refer(args: argparse.Namespace) -> int:
 
     image = load_image(args.image)
     loaded, head = _load(args)
-    result = refer(loaded, head, image, args.expression)
+    result = refer(loaded, head, image, args.expression, readout=args.readout)
     _write(result, args.out)
     if args.json:
         options.emit_json(result.to_dict())
@@ -155,8 +158,8 @@ def pictures(loaded: Any, head: Any, seed: int) -> list[tuple[str, Any]]:
          gallery(tiles, [f"scene {s.index}" for s in scenes], cols=GALLERY)),
         (f"One word, {first.words[shape]!r}: its predicted box and point (other words' points in grey).",
          first.to_image(shape)),
-        (f"Referring localisation of {expression!r}: the box is the min/max over the expression's tokens' "
-         "points (grey).", referral.to_image()),
+        (f"Referring localisation of {expression!r}: the box is the two corners the head predicts at the "
+         "expression's last token (PixelLLM's rule); the other tokens' points in grey.", referral.to_image()),
     ]
 
 
@@ -170,17 +173,19 @@ def pixel_section(ctx: TourContext) -> Section:
     seed = ctx.seed + 1  # the recipe's settings were chosen on the validation split
     metrics = evaluate(loaded, head, seed=seed, n=TOUR_SCENES, n_refer=2 * TOUR_SCENES, progress=False).metrics()
     keep = ("word_in_box", "word_in_box_center_baseline", "word_in_box_teacher_forced", "refer_p50",
-            "refer_p50_center_baseline", "refer_miou", "caption_attr_acc_with_head", "caption_attr_acc_without_head",
+            "refer_p50_center_baseline", "refer_miou", "refer_p50_answer_position", "caption_attr_acc_with_head",
+            "caption_attr_acc_without_head",
             "n_scenes", "n_object_words", "n_refer")
     return Section(
         key="pixel",
         title=TITLE,
         summary=(
             "A small MLP on the micro VLM's final per-token features regresses two points (a box's corners) for "
-            "every word it generates; it was trained with caption cross-entropy + 0.1 × L1 on the points "
-            "(PixelLLM), on a copy of the last decoder layer so the shared VLM is untouched. word_in_box is the "
-            "share of object words whose point lands in their object's box; refer_p50 the share of referring "
-            "expressions whose box overlaps the object's with IoU ≥ 0.5; both against a centre baseline. "
+            "every word it generates; it was trained with caption cross-entropy + 0.1 × L1 on the points in "
+            "pixels (PixelLLM), on copies of every decoder layer so the shared VLM is untouched. word_in_box is "
+            "the share of object words whose point lands in their object's box; refer_p50 the share of referring "
+            "expressions whose box (the two corners at the expression's last token, the paper's rule) overlaps "
+            "the object's with IoU ≥ 0.5; both against a centre baseline. "
             f"The tour measures them on {TOUR_SCENES} test scenes (seed {seed}); the command below runs the full "
             "evaluation."
         ),

@@ -23,28 +23,31 @@ the image in [0, 1]). Load it with `egokit.pixel.load_head("{name}")` and use it
 `egokit.pixel.refer(model, head, image, "the red circle")` (a box).
 
 ## What is in this folder
-- `head.safetensors` (fp16): the head (`head.*`: an MLP of {depth} linear layers, hidden {hidden}, GELU
-  {layer_text}
-- `config.json`: widths, the tuned layer's index, the base model's name and weight fingerprint
+- `head.safetensors` (fp16): the head (`head.*`: an MLP of {depth} linear layers, hidden {hidden}, GELU{layer_text}
+- `config.json`: widths, the tuned layers' indices, the base model's name and weight fingerprint
   ({fingerprint}; a head refuses another model), the recipe.
 - `training.json`: the recipe, steps, wall time, device.
 
 ## Training
-Loss: caption cross-entropy + {point_weight} × L1 between predicted and target corner points, on the
-tokens that have a target. Trained: the head{trained_layer}; everything else frozen (vision tower,
-projector, other decoder layers, vocabulary projection). The shared VLM is unchanged: the tuned layer is
-swapped in only while the head is used, so "with head" captions below are the tuned layer's and
-"without head" the original model's.
+Loss (PixelLLM's): caption cross-entropy + {point_weight} × L1 between predicted and target corner points
+in pixels of the model's view of the image, on the tokens that have a target. Trained: the head{trained_layer};
+everything else frozen (vision tower, projector, embeddings, vocabulary projection). The shared VLM is
+unchanged: the tuned layers are swapped in only while the head is used, so "with head" captions below are
+the tuned layers' and "without head" the original model's.
 
 Data: the train split of `ShapesWorld(seed={world_seed})`, generated on the fly.
 - {caption_share:.0%} captions: `describe the image .` → the caption the micro VLM writes (objects left to
-  right); word targets = {mode_text}. Caption tokens carry the cross-entropy.
-- {refer_share:.0%} referring expressions: `where is the red circle ?` with the expression teacher-forced
-  as the answer ("the red circle"); every token targets the object's true box; no cross-entropy.
+  right); word targets = {mode_text}. Caption tokens and the end-of-sequence token carry the cross-entropy.
+- {refer_share:.0%} referring expressions, a task of their own: `where is the red circle ?` with the
+  expression teacher-forced as the answer and ended by the end-of-sequence token; no cross-entropy; only
+  the expression's last token targets the object's box, as its two corners (the official
+  `point_output_ignore='^end-1'`).{answer_text}
 
 Features: the final feature at each answer token's own position (it has read that token); the read-out
 queries the image tokens as the language model receives them (see `egokit/methods/pixel/head.py` for why
-the micro VLM needs it). Referring box: min/max over the expression tokens' points.
+the micro VLM needs it). Referring box: the two corners at the expression's last token (`refer_p50`,
+PixelLLM's rule); `refer_p50_answer_position` reads them at the answer position instead (not the paper's
+rule).
 """
 
 
@@ -90,13 +93,15 @@ def write_card(folder: Path, metrics: dict[str, Any], extra: dict[str, dict[str,
                  "(Localized Narratives)")
     body = _BODY.format(
         base=recipe["base"], name=folder.name, depth=config["depth"], hidden=config["hidden"],
-        layer_text=(("; a visual read-out (" + f"{config['attn_heads']} attention heads of {config['attn_dim']} over the "
-                     "image tokens the language model receives)" if config.get("readout") else "")
-                    + (f"; `layer.<i>.*`: tuned copies of the language model's decoder layers {tuned} (the last "
-                       f"{len(tuned)})" if tuned else "; no tuned layer (the head reads the frozen model)")),
+        layer_text=(("; a visual read-out: " + f"{config['attn_heads']} attention heads of {config['attn_dim']} over the "
+                     "image tokens the language model receives" if config.get("readout") else "")
+                    + (f"); `layer.<i>.*`: tuned copies of the language model's decoder layers {tuned}"
+                       if tuned else "); no tuned layer (the head reads the frozen model)")),
         fingerprint=config["meta"].get("base_fingerprint"), point_weight=recipe["point_weight"],
-        trained_layer=(f" and copies of the last {len(tuned)} decoder layer(s)" if tuned
+        trained_layer=(f" and copies of decoder layers {tuned}" if tuned
                        else " only (the cross-entropy has no effect)"),
+        answer_text=("\n  Not the paper's rule: the answer position (the prompt's last token, where the model starts "
+                     "its answer) targets the box too." if recipe.get("answer_position") else ""),
         world_seed=recipe["world_seed"], caption_share=1 - recipe["refer_share"], refer_share=recipe["refer_share"],
         mode_text=mode_text)
     recorded = training.get("command")  # written by `python -m egokit.recipes.train` since it records it
@@ -106,12 +111,13 @@ def write_card(folder: Path, metrics: dict[str, Any], extra: dict[str, dict[str,
         f"# {folder.name}: a per-word point head for {recipe['base']}", "", body,
         "## Recipe", "",
         f"- command: `{command}` ({recipe['steps']} steps, batch {recipe['batch']}, AdamW, "
-        f"lr {recipe['lr']} for the head and {recipe['layer_lr']} for the layer, warm-up {recipe['warmup']} "
+        f"lr {recipe['lr']} for the head and {recipe['layer_lr']} for the layers, warm-up {recipe['warmup']} "
         "steps then cosine decay)",
         f"- seed: {recipe['seed']}; ShapesWorld seed {recipe['world_seed']}",
         f"- steps: {training['steps']}; wall time: {training['wall_seconds'] / 60:.1f} min on {training['device']}"
         " (a shared machine: wall time depends on its load)",
         "",
+        *_curve_lines(training.get("loss_curve")),
         "## Metrics on the held-out test split",
         "",
         *(_metrics_lines(metrics, seed) if _rows(metrics) else _unmeasured_lines(folder)),
@@ -124,6 +130,22 @@ def write_card(folder: Path, metrics: dict[str, Any], extra: dict[str, dict[str,
     path = folder / "README.md"
     write_text_atomic(path, "\n".join(lines))
     return path
+
+
+def _curve_lines(curve: dict[str, Any] | None, points: int = 8) -> list[str]:
+    """A few rows of the loss curve `training.json` holds (mean of each logged window; L1 in pixels)."""
+    if not curve or not curve.get("rows"):
+        return []
+    rows = curve["rows"]
+    keep = sorted({round(k * (len(rows) - 1) / (points - 1)) for k in range(points)}) if len(rows) > points else \
+        list(range(len(rows)))
+    columns = curve["columns"]
+    lines = ["## Loss curve", "",
+             "Means over each logged window (`loss_curve` in `training.json`); L1 in pixels of the model's view.", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for k in keep:
+        lines.append("| " + " | ".join("–" if v is None else _fmt(v) for v in rows[k]) + " |")
+    return lines + [""]
 
 
 def _metrics_lines(metrics: dict[str, Any], seed: int) -> list[str]:

@@ -138,13 +138,35 @@ def test_teacher_forced_answer_words_and_points_map_back_through_the_view(tiny, 
     assert b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3]
 
 
-def test_refer_box_is_min_max_over_the_expression_tokens(tiny, scene):
+def test_refer_box_is_the_last_expression_tokens_two_corners_after_an_eos_terminated_expression(tiny, scene):
+    """PixelLLM's rule: the expression is teacher-forced and ended by eos; the box is the two corners the head
+    predicts at the expression's last token (not the min/max over every token's points)."""
     head = _head(tiny)
-    r = pixel.refer(tiny, head, scene, "the red circle")
+    seen = []
+    hook = tiny.model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"][0].tolist()),
+                                                with_kwargs=True)
+    try:
+        r = pixel.refer(tiny, head, scene, "the red circle")
+    finally:
+        hook.remove()
     assert r.kind == "refer" and r.prompt == "where is the red circle ?" and r.words == ["the", "red", "circle"]
-    pts = r.token_points.reshape(-1, 2)
-    assert r.box == pytest.approx((float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()),
-                                   float(pts[:, 1].max())))
+    tok = tiny.processor.tokenizer
+    assert seen[-1][-4:] == tok.convert_tokens_to_ids(["the", "red", "circle"]) + [tok.eos_token_id]
+    last = r.token_points[-1]
+    assert r.box == pytest.approx((float(last[:, 0].min()), float(last[:, 1].min()), float(last[:, 0].max()),
+                                   float(last[:, 1].max())))
+    union = r.token_points.reshape(-1, 2)
+    assert r.box != pytest.approx((float(union[:, 0].min()), float(union[:, 1].min()),
+                                   float(union[:, 0].max()), float(union[:, 1].max())))
+    assert r.extra["readout"] == "last_token" and r.extra["paper_rule"]
+    assert torch.equal(r.box_points, last)
+    # the labelled non-paper readout: the corners at the answer position (the prompt's last token)
+    a = pixel.refer(tiny, head, scene, "the red circle", readout="answer_position")
+    assert a.extra["readout"] == "answer_position" and not a.extra["paper_rule"]
+    assert a.box == pytest.approx(tuple(r.extra["answer_position_box"]), abs=1e-3) and a.box != r.box
+    assert r.box == pytest.approx(tuple(a.extra["last_token_box"]), abs=1e-3)
+    with pytest.raises(InputError, match="readout"):
+        pixel.refer(tiny, head, scene, "the red circle", readout="union")
     with pytest.raises(InputError, match="empty"):
         pixel.refer(tiny, head, scene, "  ")
 
@@ -213,7 +235,10 @@ def test_result_save_load_and_pictures(tiny, scene, tmp_path):
     assert overview.size == one.size and overview.width == 256
     assert overview.tobytes() != one.tobytes()
     assert r._repr_png_().startswith(PNG)
-    assert pixel.refer(tiny, _head(tiny), scene, "the circle")._repr_png_().startswith(PNG)
+    referred = pixel.refer(tiny, _head(tiny), scene, "the circle")
+    assert referred._repr_png_().startswith(PNG)
+    back = type(referred).load(referred.save(tmp_path / "refer.safetensors"))
+    assert back.box == pytest.approx(referred.box) and back.extra["readout"] == "last_token"
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(MemoryFileError):
         type(r).load(tmp_path / "junk.safetensors")

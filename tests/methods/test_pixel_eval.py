@@ -56,7 +56,8 @@ def test_evaluate_on_a_tiny_model_returns_every_metric(tmp_path):
     for k in KEYS:
         assert 0.0 <= m[k] <= 1.0
     assert m["n_scenes"] == 2 and m["n_refer"] == 3 and m["seed"] == 1
-    for k in ("refer_base_position_acc", "refer_p50_base_right", "refer_p50_base_wrong"):
+    for k in ("refer_base_position_acc", "refer_p50_base_right", "refer_p50_base_wrong", "refer_p50_answer_position",
+              "refer_miou_answer_position", "refer_p50_token_union"):
         assert 0.0 <= m[k] <= 1.0
     by = {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith("refer_p50_by_objects.")}
     assert set(by) <= {"1", "2", "3"} and len(by) >= 1 and all(0.0 <= v <= 1.0 for v in by.values())
@@ -78,6 +79,9 @@ def test_cli_pixel_commands(tmp_path, capsys, monkeypatch):
     assert cli.main(["pixel", "refer", str(image), "the red circle", "--json", "--out", str(tmp_path / "r.png")]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["kind"] == "refer" and len(doc["box"]) == 4 and (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["pixel", "refer", str(image), "the red circle", "--json", "--readout", "answer_position"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["box"] != doc["box"]  # another position's two corners
     assert cli.main(["pixel", "localize", str(image), "--out", str(tmp_path / "l.png")]) == 0
     assert "point (" in capsys.readouterr().out
     assert cli.main(["pixel", "eval", "--json", "--n", "1", "--n-refer", "1", "--seed", "2"]) == 0

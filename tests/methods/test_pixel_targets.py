@@ -85,6 +85,11 @@ def test_examples(scenes):
     rng = np.random.default_rng(1)
     ref = next(e for e in (refer_example(x, 0, rng) for x in scenes) if e is not None)
     assert ref.prompt == f"where is {' '.join(ref.words)} ?" and not ref.caption_loss
-    assert ref.words[0] == "the" and len(set(ref.boxes)) == 1
+    assert ref.words[0] == "the" and ref.boxes == [None] * len(ref.words)  # no per-word targets in a referral
+    assert ref.last_token_box is not None and ref.answer_box is None       # only the last token's box
+    scene = next(x for x in scenes if referring_expressions(x))
+    one = refer_example(scene, 0, np.random.default_rng(0), answer_position=True)
+    (i,) = [k for e, k in referring_expressions(scene) if e == " ".join(one.words)]
+    assert one.last_token_box == one.answer_box == tuple(float(v) for v in scene.objects[i].box)
     for text, i in referring_expressions(s):
         assert text.startswith("the ") and 0 <= i < len(s.objects)

@@ -14,10 +14,15 @@ scenes. All on the same scenes:
   as every word's point. `word_in_box_teacher_forced` (extra): the true caption teacher-forced instead of
   a generated one (the head alone, without caption errors).
 - `refer_p50`: for each object that ShapesWorld's shortest referring phrasing picks out alone ("the red
-  circle", "the large red circle", ...), `refer` gives a box; a hit when its IoU with the object's box is
-  at least 0.5. `refer_p50_center_baseline`: a box of the mean training-object size at the image centre.
-  `refer_miou` (extra): the mean IoU. `refer_p50_by_objects.<k>` (extra): refer_p50 on the scenes with k
-  objects (with one object, finding it needs no matching of the expression).
+  circle", "the large red circle", ...), `refer` gives a box by PixelLLM's rule (the two corners at the
+  expression's last token, the expression teacher-forced and ended by the end-of-sequence token); a hit
+  when its IoU with the object's box is at least 0.5. `refer_p50_center_baseline`: a box of the mean
+  training-object size at the image centre. `refer_miou` (extra): the mean IoU. `refer_p50_by_objects.<k>`
+  (extra): refer_p50 on the scenes with k objects (with one object, finding it needs no matching of the
+  expression).
+- `refer_p50_answer_position` / `refer_miou_answer_position` (extra, **not the paper's rule**): the same
+  expressions, the box read at the answer position (`refer(..., readout="answer_position")`).
+  `refer_p50_token_union` (extra, the kit's earlier rule): the min/max over every expression token's points.
 - `refer_base_position_acc` (extra): the same expressions asked to the untouched model as `where is
   <expression> ?` (the VQA question its training had); the share of answers that name the object's cell
   of a 3×3 grid. `refer_p50_base_right` / `_wrong`: refer_p50 on the expressions whose position the model
@@ -27,7 +32,7 @@ scenes. All on the same scenes:
   the language model receives carry (`position_probe`).
 - `caption_attr_acc_with_head` / `_without_head`: the micro VLM's caption metric (`egokit.recipes.eval_vlm.
   caption_score`: share of true attributes stated, four per object) of the captions generated with the
-  head attached (its tuned copy of the last decoder layer swapped in) and by the untouched model.
+  head attached (its tuned copies of the decoder layers swapped in) and by the untouched model.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import numpy as np
 
 from egokit.data.scenes import Scene, SceneObject
 from egokit.data.vocab import COLORS, PATTERNS, SHAPES, SIZES
-from egokit.methods.pixel.head import LAYER_INPUTS, feature_hooks
+from egokit.methods.pixel.head import LAYER_INPUTS, box_from_points, feature_hooks
 from egokit.methods.pixel.locate import (
     DEFAULT_HEAD,
     as_head,
@@ -252,7 +257,7 @@ def evaluate(model: Any = DEFAULT_MODEL, head: Any = DEFAULT_HEAD, seed: int = 0
 
     wh = mean_object_size(world_seed)
     refer_hits = refer_base = refer_total = 0
-    ious = []
+    ious, answer_ious, union_hits = [], [], 0
     by_objects: dict[int, list[bool]] = {}
     asked: list[tuple[bool, bool]] = []  # (the base model names the object's position, the box is a hit)
     cases = [(s, e, i) for s in world.scenes(n_refer, start + n) for e, i in referring_expressions(s)]
@@ -264,6 +269,8 @@ def evaluate(model: Any = DEFAULT_MODEL, head: Any = DEFAULT_HEAD, seed: int = 0
         v = iou(r.box, box)
         ious.append(v)
         refer_hits += v >= 0.5
+        answer_ious.append(iou(tuple(r.extra["answer_position_box"]), box))
+        union_hits += iou(tuple(box_from_points(r.token_points.reshape(-1, 2)).tolist()), box) >= 0.5
         refer_base += iou(center_box(scene.size, wh), box) >= 0.5
         refer_total += 1
         by_objects.setdefault(len(scene.objects), []).append(v >= 0.5)
@@ -282,6 +289,9 @@ def evaluate(model: Any = DEFAULT_MODEL, head: Any = DEFAULT_HEAD, seed: int = 0
         "refer_p50": refer_hits / max(1, refer_total),
         "refer_p50_center_baseline": refer_base / max(1, refer_total),
         "refer_miou": float(np.mean(ious)) if ious else 0.0,
+        "refer_p50_answer_position": float(np.mean([v >= 0.5 for v in answer_ious])) if answer_ious else 0.0,
+        "refer_miou_answer_position": float(np.mean(answer_ious)) if answer_ious else 0.0,
+        "refer_p50_token_union": union_hits / max(1, refer_total),
         "refer_p50_by_objects": {str(k): round(float(np.mean(v)), 4) for k, v in sorted(by_objects.items())},
         **_grounding(asked),
         "caption_attr_acc_with_head": with_acc,
@@ -318,8 +328,8 @@ def _grounding(asked: list[tuple[bool, bool]]) -> dict[str, float]:
 
 def _head_name(head: Any) -> str:
     mode = head.meta.get("mode", "?")
-    n = len(head.layer_states)
-    layer = f"tuned last {n} layer{'s' if n > 1 else ''}" if n else "frozen model"
+    layers = sorted(head.layer_states)
+    layer = f"tuned decoder layers {','.join(map(str, layers))}" if layers else "frozen model"
     return f"point head ({mode} targets, {layer})"
 
 

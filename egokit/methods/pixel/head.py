@@ -22,9 +22,10 @@ centre (the attention-weighted mean of the tokens' cell centres) and its spread,
 The MLP reads [word feature, attended values, centres, spreads] and outputs the two corners as offsets
 from a learned mix of the heads' centres. With `readout=False` it is PixelLLM's plain MLP.
 
-A head may also carry tuned copies of the language model's last decoder layers (`layer_states`, layer
-index → state dict): PixelLLM trains caption cross-entropy and the point loss jointly, and the kit does
-that on copies of the last layers so the shared VLM stays untouched. `attached(loaded)` swaps the copies in
+A head may also carry tuned copies of the language model's decoder layers (`layer_states`, layer index →
+state dict; the shipped head: every layer): PixelLLM trains caption cross-entropy and the point loss
+jointly through the whole language model (with LoRA), and the kit does that on copies of the layers so the
+shared VLM stays untouched. `attached(loaded)` swaps the copies in
 for the duration of a `with` block (parameter storage is swapped, nothing is copied into the model, and
 the original weights are put back, also on errors).
 

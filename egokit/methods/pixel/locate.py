@@ -17,8 +17,13 @@ answer token's *own* position (which has read that token) goes through the head,
 image tokens' final features (`PointHead`'s visual read-out). A word's box is the min/max over its tokens'
 points, its point that box's centre.
 
-Referring localisation teacher-forces the expression as the answer to `where is <expression> ?`, so every
-token of it has read the whole expression; the box is the min/max over all its tokens' points.
+Referring localisation follows PixelLLM: the expression is teacher-forced as the answer to `where is
+<expression> ?`, ended by the end-of-sequence token, and the box is the two corners the head predicts at
+the expression's *last* token (the one the end-of-sequence token follows, which has read all of it; the
+official `point_output_ignore='^end-1'` and `decode_boxes_from_points`). `readout="answer_position"` reads
+the two corners at the answer position instead (the prompt's last token, where the model starts its
+answer): **not the paper's rule**, offered beside it and measured beside it (`egokit pixel eval` reports
+both; on the shipped head neither is better, so the paper's rule is the default).
 
 Coordinates: the head works in fractions of the model's view of the image (the processed picture); results
 are in pixels of the original image (through the adapter's visual layout, which knows how the processor
@@ -36,15 +41,24 @@ import torch
 
 from egokit.capture.look import extend_inputs
 from egokit.errors import InputError, ModelLoadError
-from egokit.methods.pixel.head import FEATURES, LAYER_INPUTS, PointHead, feature_hooks, image_readout_inputs
+from egokit.methods.pixel.head import (
+    FEATURES,
+    LAYER_INPUTS,
+    PointHead,
+    box_from_points,
+    feature_hooks,
+    image_readout_inputs,
+)
 from egokit.methods.pixel.result import PixelResult
 from egokit.methods.pixel.targets import CAPTION_PROMPT, refer_prompt
 from egokit.models.adapters.base import GENERATES_TEXT
-from egokit.models.generation import greedy_ids
+from egokit.models.generation import eos_ids, greedy_ids
 from egokit.models.text import check_context, check_known_words, context_limit
 from egokit.zoo import ZOO_DIR
 
 DEFAULT_HEAD = "micro-pixel"
+#: where `refer` reads the box: "last_token" (PixelLLM's rule) or "answer_position" (not the paper's)
+READOUTS = ("last_token", "answer_position")
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -155,18 +169,27 @@ def token_points(loaded: Any, head: PointHead, image: Any, prompt: str, answer_i
                  check: bool = True) -> torch.Tensor:
     """(T, 2, 2) points (x, y) in pixels of the original image for each answer token, teacher-forced
     after `prompt`, with the head attached."""
+    return forced_points(loaded, head, image, prompt, answer_ids, check=check)[0]
+
+
+def forced_points(loaded: Any, head: PointHead, image: Any, prompt: str, answer_ids: list[int],
+                  check: bool = True, end_ids: list[int] | tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-force `answer_ids` (then `end_ids`, e.g. the end-of-sequence token) after `prompt` with the head
+    attached: the (T, 2, 2) points of the T answer tokens and the (2, 2) points at the answer position (the
+    prompt's last token), in pixels (x, y) of the original image."""
     if not answer_ids:
         raise InputError("the answer is empty: nothing to locate")
     picture = _picture(image)
     inputs, model_inputs = prompt_inputs(loaded, picture, prompt)
     start = model_inputs["input_ids"].shape[1]
-    check_context(start + len(answer_ids), context_limit(loaded.model, tokenizer_of(loaded)),
+    forced = list(answer_ids) + list(end_ids)
+    check_context(start + len(forced), context_limit(loaded.model, tokenizer_of(loaded)),
                   "the prompt and answer")
-    ids = torch.tensor([list(answer_ids)], dtype=torch.long, device=model_inputs["input_ids"].device)
+    ids = torch.tensor([forced], dtype=torch.long, device=model_inputs["input_ids"].device)
     full = extend_inputs(model_inputs, ids)
     with torch.no_grad(), head.attached(loaded, check=check), feature_hooks(loaded) as hooks:
         loaded.model(**full)
-    feats = hooks[FEATURES][0, start:start + len(answer_ids)].float()
+    feats = hooks[FEATURES][0, start - 1:start + len(answer_ids)].float()      # the answer position, then T
     layout = _layout(loaded, inputs)
     head = head.to(feats.device)
     with torch.no_grad():
@@ -179,7 +202,8 @@ def token_points(loaded: Any, head: PointHead, image: Any, prompt: str, answer_i
             unit = head(feats).cpu()
     x0, y0, x1, y1 = _view(layout, picture)
     scale = torch.tensor([x1 - x0, y1 - y0])
-    return unit * scale + torch.tensor([x0, y0])
+    pixels = unit * scale + torch.tensor([x0, y0])
+    return pixels[1:], pixels[0]
 
 
 def generate_ids(loaded: Any, head: PointHead | None, model_inputs: dict[str, Any], max_new_tokens: int,
@@ -225,14 +249,20 @@ def localize(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, prompt: st
 
 
 def refer(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, expression: str = "",
-          check: bool = True, keep_image: bool = True) -> PixelResult:
-    """Locate a referring expression ("the red circle"): `.box` is the min/max over its tokens' points.
+          check: bool = True, keep_image: bool = True, readout: str = "last_token") -> PixelResult:
+    """Locate a referring expression ("the red circle"): `.box` is the two corners the head predicts at the
+    expression's last token (PixelLLM's rule), teacher-forced as the answer to `where is <expression> ?` and
+    ended by the end-of-sequence token (see the module docstring). `token_points` holds every expression
+    token's points; `box_points` the two corners of the box.
 
-    The expression is teacher-forced as the answer to `where is <expression> ?` (see the module docstring)."""
+    readout: "last_token" (the paper's rule), or "answer_position": the corners predicted at the prompt's
+             last token, where the model starts its answer (not the paper's rule)."""
     if image is None:
         raise InputError("give an image to find the expression in")
     if not expression or not expression.strip():
         raise InputError("the expression is empty: say which object to find (e.g. 'the red circle')")
+    if readout not in READOUTS:
+        raise InputError(f"unknown readout {readout!r}; choose one of {', '.join(READOUTS)}")
     loaded = loaded_model(model)
     head = as_head(head, loaded.device)
     picture = _picture(image)
@@ -240,11 +270,31 @@ def refer(model: Any, head: Any = DEFAULT_HEAD, image: Any = None, expression: s
     check_known_words(tok, expression, f"the expression {expression.strip()!r}")
     prompt = refer_prompt(expression)
     ids = _encode(tok, expression.strip())
-    points = token_points(loaded, head, picture, prompt, ids, check=check)
+    points, at_answer = forced_points(loaded, head, picture, prompt, ids, check=check, end_ids=[end_id(loaded)])
     tokens, token_word, words, text = answer_words(tok, ids)
+    corners = points[-1] if readout == "last_token" else at_answer
     return PixelResult(kind="refer", prompt=prompt, answer=text, words=words, tokens=tokens, token_ids=ids,
                        token_word=token_word, token_points=points, image_size=picture.shape[:2],
-                       image=picture if keep_image else None, model_name=str(loaded.name))
+                       image=picture if keep_image else None, model_name=str(loaded.name),
+                       extra={"readout": readout, "paper_rule": readout == "last_token",
+                              "last_token_box": _rounded(box_from_points(points[-1])),
+                              "answer_position_box": _rounded(box_from_points(at_answer))},
+                       box_points=corners)
+
+
+def _rounded(box: torch.Tensor) -> list[float]:
+    return [round(float(v), 3) for v in box]
+
+
+def end_id(loaded: Any) -> int:
+    """The end-of-sequence id that ends a teacher-forced expression (the tokenizer's, else the model's)."""
+    tok = tokenizer_of(loaded)
+    if getattr(tok, "eos_token_id", None) is not None:
+        return int(tok.eos_token_id)
+    ids = eos_ids(loaded.model, tok)
+    if not ids:
+        raise InputError("the model has no end-of-sequence token to end the expression with")
+    return min(ids)
 
 
 def _encode(tok: Any, text: str) -> list[int]:
@@ -256,8 +306,11 @@ def _encode(tok: Any, text: str) -> list[int]:
 
 __all__ = [
     "DEFAULT_HEAD",
+    "READOUTS",
     "answer_words",
     "as_head",
+    "end_id",
+    "forced_points",
     "generate_ids",
     "load_head",
     "loaded_model",

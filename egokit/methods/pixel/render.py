@@ -57,7 +57,8 @@ def _rect(draw: ImageDraw.ImageDraw, box: Any, s: float, colour: tuple[int, int,
 
 def result_picture(result: Any, word: int | None = None, target: int = 256, font_size: int = 15) -> Image.Image:
     """The picture of a result: the overview (every word's point), one word (its box and point, the others'
-    points small and grey), or for `refer` the referred box with each token's points."""
+    points small and grey), or for `refer` the referred box (its two corners as dots) with the other tokens'
+    points in grey."""
     img, s = _canvas(result, target)
     draw = ImageDraw.Draw(img)
     colours = word_colours(result.words)
@@ -68,6 +69,9 @@ def result_picture(result: Any, word: int | None = None, target: int = 256, font
             for x, y in pair:
                 _dot(draw, x * s, y * s, 2.5, GREY)
         _rect(draw, result.box, s, REFER_COLOUR, 3)
+        if result.box_points is not None:
+            for x, y in result.box_points.reshape(-1, 2).tolist():
+                _dot(draw, x * s, y * s, 4, REFER_COLOUR)
         colours = [REFER_COLOUR] * len(result.words)
     elif word is None:
         for k, (x, y) in enumerate(points):

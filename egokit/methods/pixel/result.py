@@ -1,8 +1,10 @@
 """`PixelResult`: what `egokit.pixel.localize` and `egokit.pixel.refer` return, and how it is saved and shown.
 
 Every answer token has two predicted points (box corners) in the original image's pixels; a word's box is
-the min/max over its tokens' points and its point is that box's centre; `box` (the referred box) is the
-min/max over every token's points.
+the min/max over its tokens' points and its point is that box's centre. `box`, the referred box of `refer`,
+is the two corners the head predicts at one position (`box_points`): the expression's last token
+(PixelLLM's rule) or, when asked, the answer position (not the paper's rule; `extra["readout"]` says which).
+Without `box_points` (a caption) `box` is the min/max over every token's points.
 
 A `egokit.results.Result`. Files: one `.safetensors` file holds the tensors (points, token ids, the image as
 uint8) and, in its metadata, a JSON document with the text; written atomically, read back without pickle.
@@ -36,6 +38,7 @@ class PixelResult(Result):
     tokens, token_ids, token_word: the answer's tokens and the word each belongs to (-1: none).
     token_points: (T, 2, 2) the two predicted points (x, y) of each token, in pixels of `image`.
     image_size:   (height, width) of the original image; `image` is it as (H, W, 3) uint8 (None if not kept).
+    box_points:   (2, 2) the two corners that make `box` (refer), in pixels; None: the union of all tokens.
     """
 
     FILE_KIND: ClassVar[str] = FILE_KIND
@@ -54,6 +57,7 @@ class PixelResult(Result):
     image: np.ndarray | None = None
     model_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    box_points: torch.Tensor | None = None
 
     # -- derived -------------------------------------------------------------------------------------
     @property
@@ -79,7 +83,10 @@ class PixelResult(Result):
 
     @property
     def box(self) -> tuple[float, float, float, float]:
-        """The answer's box: min/max over every token's points (the referred object's box for `refer`)."""
+        """The answer's box: the two corners `box_points` (the referred object's box for `refer`), or the
+        min/max over every token's points when there are none."""
+        if self.box_points is not None:
+            return tuple(float(v) for v in box_from_points(self.box_points.reshape(-1, 2)))  # type: ignore[return-value]
         if not len(self.tokens):
             raise InputError("the answer has no tokens, so it has no box")
         return tuple(float(v) for v in box_from_points(self.token_points.reshape(-1, 2)))  # type: ignore[return-value]
@@ -125,6 +132,8 @@ class PixelResult(Result):
                                "image_size": list(self.image_size), "model": self.model_name}
         if self.tokens:
             out["box"] = [round(v, 2) for v in self.box]
+        if self.kind == "refer" and "readout" in self.extra:
+            out["readout"] = self.extra["readout"]
         return out
 
     def _meta(self) -> dict[str, Any]:
@@ -138,6 +147,8 @@ class PixelResult(Result):
                    "token_ids": torch.tensor(self.token_ids, dtype=torch.long)}
         if self.image is not None:
             tensors["image"] = torch.from_numpy(np.array(self.image, dtype=np.uint8, copy=True))
+        if self.box_points is not None:
+            tensors["box_points"] = self.box_points.float().reshape(2, 2).contiguous()
         return tensors
 
     def _file_meta(self) -> dict[str, Any]:
@@ -155,7 +166,7 @@ class PixelResult(Result):
                    token_ids=tensors["token_ids"].tolist(), token_word=[int(i) for i in meta["token_word"]],
                    token_points=points, image_size=(int(meta["image_size"][0]), int(meta["image_size"][1])),
                    image=None if image is None else image.numpy(), model_name=str(meta.get("model_name", "")),
-                   extra=dict(meta.get("extra", {})))
+                   extra=dict(meta.get("extra", {})), box_points=tensors.get("box_points"))
 
 
 __all__ = ["FILE_KIND", "FILE_VERSION", "PixelResult"]

@@ -15,6 +15,12 @@ Two ways to get a caption word's target:
   (word i of n ↔ the trace's time span [i/n, (i+1)/n)), and a word's target is the box of its trace
   segment. Every word gets a target, and targets are noisy, as in the paper's data.
 
+Referring expressions (`refer_example`) are a task of their own, as in PixelLLM's referring configs: the
+prompt asks `where is <expression> ?`, the expression is teacher-forced as the answer and ends with the
+end-of-sequence token, it carries no caption loss, and only its *last* token (the one the end-of-sequence
+token follows: the official `point_output_ignore='^end-1'`) has a target: the object's box, as the token's
+two corners. The other expression tokens have none.
+
 Boxes are in pixels, (x0, y0, x1, y1) with exclusive ends; `normalise` turns them into [0, 1].
 """
 
@@ -42,13 +48,20 @@ def refer_prompt(expression: str) -> str:
 @dataclass
 class Example:
     """One training example: prompt, answer words, a target box per word (None: no target) and whether the
-    answer's tokens carry the caption loss (captions do; teacher-forced referring expressions do not)."""
+    answer's tokens carry the caption loss (captions do; teacher-forced referring expressions do not).
+
+    last_token_box: a referring expression's target, which only the answer's last token gets (the token
+                    before the end-of-sequence token; every word's own box in `boxes` is then None).
+    answer_box:     optional target of the *answer position* (the prompt's last token, where the model
+                    starts its answer); not PixelLLM's rule, used only by the recipe's `answer_position`."""
 
     prompt: str
     words: list[str]
     boxes: list[Box | None]
     caption_loss: bool
     image: int  # index of the image in the batch
+    last_token_box: Box | None = None
+    answer_box: Box | None = None
 
 
 def canonical_objects(scene: Scene) -> list[SceneObject]:
@@ -164,15 +177,18 @@ def referring_expressions(scene: Scene) -> list[tuple[str, int]]:
     return out
 
 
-def refer_example(scene: Scene, image: int, rng: np.random.Generator) -> Example | None:
-    """A referring expression of a random object of `scene`; every one of its words targets the object's box."""
+def refer_example(scene: Scene, image: int, rng: np.random.Generator, answer_position: bool = False) -> Example | None:
+    """A referring expression of a random object of `scene` (module docstring): no caption loss, and only the
+    expression's last token targets the object's box. answer_position: the prompt's last token also targets
+    it (not PixelLLM's rule)."""
     options = referring_expressions(scene)
     if not options:
         return None
     text, i = options[int(rng.integers(len(options)))]
-    box = tuple(float(v) for v in scene.objects[i].box)
+    box: Box = tuple(float(v) for v in scene.objects[i].box)  # type: ignore[assignment]
     words = text.split()
-    return Example(refer_prompt(text), words, [box] * len(words), False, image)  # type: ignore[list-item]
+    return Example(refer_prompt(text), words, [None] * len(words), False, image, last_token_box=box,
+                   answer_box=box if answer_position else None)
 
 
 def normalise(box: Box, size: tuple[int, int]) -> tuple[float, float, float, float]:
