@@ -14,14 +14,7 @@ from egokit.methods.sa2vp.attention import (
     neighbourhood_mask,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread when the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _qkv(tokens: int, seed: int = 0) -> list[torch.Tensor]:

@@ -31,15 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread when the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def tiny_clip_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-clip")
     model, processor = build_tiny("clip")
@@ -115,9 +106,9 @@ def test_the_shipped_evaluation_file_still_loads():
     result = SA2VPEvalResult.load(ROOT / "notebooks" / "data" / "sa2vp_eval_micro-clip.safetensors")
     assert result.model_name == "micro-clip" and result.settings["n_train"] == 1000
     metrics = result.metrics()
-    assert metrics["sa2vp.acc_spatial_mean"] == pytest.approx(0.7383, abs=1e-4)
-    assert metrics["vpt_deep.acc_spatial_mean"] == pytest.approx(0.5067, abs=1e-4)
-    assert metrics["ablation.one_direction.acc.left_of"] == pytest.approx(0.9725, abs=1e-4)
+    assert metrics["sa2vp.acc_spatial_mean"] == pytest.approx(0.4967, abs=1e-4)
+    assert metrics["vpt_deep.acc_spatial_mean"] == pytest.approx(0.5117, abs=1e-4)
+    assert metrics["ablation.one_direction.acc.left_of"] == pytest.approx(0.98, abs=1e-4)
     assert result.maps is not None and result.maps.change.shape == (8, 4, 8, 8)
 
 

@@ -25,13 +25,7 @@ from egokit.models.vit_parts import vit_parts
 KW = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
       "num_attention_heads": 2}
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread when the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
@@ -112,12 +106,15 @@ def test_vpt_and_probe_run_on_every_family(models, pixels, name):
 def test_sa2vp_trainable_params_match_the_formula(models, options):
     parts = vit_parts(models["clip"])
     sa = SA2VP(models["clip"], num_classes=5, **options)
+    deep = len(options.get("deep_prompt_layers", (1, 2)))  # by default the official two deep prompt maps
     expected = sa2vp_param_count(parts.width, parts.depth, parts.tokens, options.get("d_prompt", 16), 5,
-                                 options.get("interaction", "local"), len(options.get("deep_prompt_layers", ())))
+                                 options.get("interaction", "local"), deep)
     assert sa.trainable_params == expected
-    # by hand for the default: prompt map 17·16 + 16·32 + 32; 3 blocks × (64 + 32·16 + 16 + 16·32 + 32); head
+    # by hand for the default: prompt map 17·16 + 16·32 + 32; 3 blocks × (64 + 32·16 + 16 + 16·32 + 32);
+    # 2 deep maps × (17·16 + 16·32 + 32 + 32); head
     if not options:
-        assert expected == (17 * 16 + 16 * 32 + 32) + 3 * (64 + 32 * 16 + 16 + 16 * 32 + 32) + (32 * 5 + 5)
+        assert expected == ((17 * 16 + 16 * 32 + 32) + 3 * (64 + 32 * 16 + 16 + 16 * 32 + 32)
+                            + 2 * (17 * 16 + 16 * 32 + 32 + 32) + (32 * 5 + 5))
 
 
 def test_vpt_params_match_the_formula_and_the_matching_length(models):

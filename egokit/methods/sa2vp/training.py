@@ -4,6 +4,8 @@ Any model with `loss(pixel_values, labels)`, `predict_logits(pixel_values)` and 
 works. Training is Adam with a linear warm-up and cosine decay, deterministic given the seed (batch
 order from a seeded generator, parameters initialised under `torch.manual_seed`), with a tqdm bar.
 Models with `cacheable = True` (the linear probe) are trained on their frozen features, computed once.
+Models with `frozen_states` (SA²VP) get the part of their forward that nothing trained changes computed
+once per training image (when it fits in `CACHE_BYTES`): the same losses, without recomputing it every epoch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from tqdm.auto import tqdm
 
 from egokit.errors import InputError
 
+#: The most memory the frozen states of a training set may take before `fit` recomputes them every step.
+CACHE_BYTES = 2 * 1024 ** 3
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -90,6 +94,11 @@ def fit(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, settings: 
 
         epochs = settings.probe_epochs
         batch = max(batch, 128)
+    elif hasattr(model, "frozen_states") and _fits(model, pixels):
+        inputs = frozen_states(model, pixels, settings.batch * 4)
+
+        def loss_fn(states: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return model.loss(None, y, states=states)
     gen = torch.Generator().manual_seed(settings.seed)
     steps_per_epoch = math.ceil(len(labels) / batch)
     total = epochs * steps_per_epoch
@@ -122,6 +131,19 @@ def features(model: nn.Module, pixels: torch.Tensor, batch: int = 128) -> torch.
     """`model.features` over a data set in batches."""
     device = next(model.parameters()).device
     return torch.cat([model.features(pixels[i:i + batch].to(device)) for i in range(0, len(pixels), batch)])
+
+
+def _fits(model: nn.Module, pixels: torch.Tensor) -> bool:
+    """Whether the frozen states of every image fit in `CACHE_BYTES`."""
+    one = model.frozen_states(pixels[:1].to(next(model.parameters()).device))
+    return one.numel() * one.element_size() * len(pixels) <= CACHE_BYTES
+
+
+@torch.no_grad()
+def frozen_states(model: nn.Module, pixels: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """`model.frozen_states` over a data set in batches."""
+    device = next(model.parameters()).device
+    return torch.cat([model.frozen_states(pixels[i:i + batch].to(device)) for i in range(0, len(pixels), batch)])
 
 
 @torch.no_grad()
