@@ -4,7 +4,7 @@
 The tour section stays within about a minute on a laptop CPU by running the sa2vp package's reduced
 protocol (`short_comparison`) and saying so: one spatial task, SA²VP against VPT-deep with a matched
 parameter count and the linear probe, on fewer training images than `egokit sa2vp eval` (whose command
-the section prints for the comparison with VPT-shallow on all four tasks; `--full` adds the ablations).
+the section prints for the comparison on all four tasks; `--full` adds VPT-shallow and the ablations).
 
 Imports nothing heavy until a command runs, so `egokit --help` stays fast.
 """
@@ -86,8 +86,8 @@ def summary_lines(result: SA2VPEvalResult) -> list[str]:
 
 @command("sa2vp", "SA²VP: a spatially aligned visual prompt on a frozen ViT, vs VPT", actions=True, order=50)
 def sa2vp_commands(actions: argparse._SubParsersAction) -> None:
-    q = actions.add_parser("eval", help="SA²VP vs VPT-deep, VPT-shallow and a linear probe on ShapesWorld tasks "
-                                        "(under 5 min on 2 CPU cores; --full adds the ablations)")
+    q = actions.add_parser("eval", help="SA²VP vs VPT-deep and a linear probe on ShapesWorld tasks "
+                                        "(under 5 min on 2 CPU cores; --full adds VPT-shallow and the ablations)")
     options.model(q, MODEL, "a CLIP/SigLIP/ViT")
     options.device(q)
     options.seed(q, help="data and training seed (test images: seed + 1000)")
@@ -152,7 +152,7 @@ def sa2vp_section(ctx: TourContext) -> Section:
             f"{s['n_test']} test images of a held-out seed ({seed + 1000}), SA²VP against VPT-deep with "
             f"{s['vpt_length']} prompt tokens per block (about the same number of trainable parameters) and "
             "a linear probe. The pictures show how much the prompt pathway changes each patch of test images; "
-            "the command below runs the full comparison (four tasks, VPT-shallow; --full adds the ablations)."
+            "the command below runs the full comparison (four tasks; --full adds VPT-shallow and the ablations)."
         ),
         images=[("How much the prompt pathway changes each patch (norm of the added cross-attention term, "
                  "summed over blocks), with SA²VP's answer", run.maps.to_image())] if run.maps is not None else [],

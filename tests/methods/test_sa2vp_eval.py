@@ -14,12 +14,14 @@ from egokit.cli import main
 from egokit.errors import CapabilityError, MemoryFileError
 from egokit.methods.sa2vp import (
     ABLATIONS,
+    DEFAULT_METHODS,
     METHODS,
     SHORT_METHODS,
     SHORT_TASK,
     EvalSettings,
     PromptChangeMaps,
     SA2VPEvalResult,
+    evaluate,
     quick_evaluate,
     short_comparison,
     short_settings,
@@ -86,6 +88,13 @@ def test_result_files_are_checked(tmp_path, quick_run):
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
 
 
+def test_the_default_run_trains_the_default_methods_and_the_long_run_adds_vpt_shallow(one_thread):
+    model = from_model(*build_tiny("clip"), "tiny-clip")
+    short = replace(EvalSettings.quick(), tasks=(SHORT_TASK,), n_train=8, n_test=8, ablations=False)
+    assert tuple(evaluate(model, short, progress=False).methods) == DEFAULT_METHODS == ("sa2vp", "vpt_deep", "linear")
+    assert set(evaluate(model, replace(short, ablations=True), progress=False).methods) == set(METHODS)
+
+
 def test_quick_evaluate_is_one_task_without_ablations(one_thread, tmp_path):
     model, processor = build_tiny("clip")
     result = quick_evaluate(from_model(model, processor, "tiny-clip"))
@@ -106,9 +115,10 @@ def test_the_shipped_evaluation_file_still_loads():
     result = SA2VPEvalResult.load(ROOT / "notebooks" / "data" / "sa2vp_eval_micro-clip.safetensors")
     assert result.model_name == "micro-clip" and result.settings["n_train"] == 1000
     metrics = result.metrics()
-    assert metrics["sa2vp.acc_spatial_mean"] == pytest.approx(0.4967, abs=1e-4)
+    assert metrics["sa2vp.acc_spatial_mean"] == pytest.approx(0.6808, abs=1e-4)
     assert metrics["vpt_deep.acc_spatial_mean"] == pytest.approx(0.5117, abs=1e-4)
-    assert metrics["ablation.one_direction.acc.left_of"] == pytest.approx(0.98, abs=1e-4)
+    assert metrics["ablation.official_blocks.acc_spatial_mean"] == pytest.approx(0.4967, abs=1e-4)
+    assert result.settings["distill_layers"] == [0, 2]
     assert result.maps is not None and result.maps.change.shape == (8, 4, 8, 8)
 
 

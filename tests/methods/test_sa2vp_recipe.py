@@ -139,7 +139,12 @@ def test_the_evaluation_uses_the_official_recipe_and_each_ablation_changes_one_t
     assert build_method("no_deep_prompts", vit12, 3, settings, 4).deep_prompt_layers == ()
     assert build_method("official_alpha", vit12, 3, settings, 4).alpha == 0.1
     assert build_method("norm_eps_1e-5", vit12, 3, settings, 4).adapters[0].norm.eps == 1e-5
-    assert build_method("distill_0_2", vit12, 3, settings, 4).distill_layers == (0, 2)
+    assert sa.distill_layers == (0, 4, 8)  # a 12-block tower: the official blocks
+    assert build_method("official_blocks", vit12, 3, settings, 4).distill_layers == (0, 4, 8)
+    micro = _tower(4)  # the 4-block micro CLIP's depth: image → prompt at (0, 2), chosen on development seeds
+    assert build_method("sa2vp", micro, 3, settings, 4).distill_layers == (0, 2)
+    assert build_method("official_blocks", micro, 3, settings, 4).distill_layers == (0, 1, 3)
+    assert build_method("sa2vp", micro, 3, replace(settings, distill_layers=(1,)), 4).distill_layers == (1,)
     assert all("." not in name for name in ABLATIONS), "ablation names become metric keys"
 
 
