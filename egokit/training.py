@@ -141,6 +141,59 @@ class Every:
         return False
 
 
+def autocast(device: torch.device, precision: str) -> Any:
+    """The forward pass's precision context: bfloat16 autocast for "bf16" (weights, gradients and optimizer
+    state stay float32), nothing for "fp32"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+class TimeLimitReached(Exception):
+    """A run stopped at its wall-time limit after saving its state; the same command goes on from there."""
+
+    def __init__(self, step: int, steps: int, run_dir: Path) -> None:
+        super().__init__(f"stopped at the time limit after step {step} of {steps}; the state is saved in "
+                         f"{run_dir}: run the same command again to go on from there")
+        self.step, self.steps, self.run_dir = step, steps, run_dir
+
+
+class LossLog:
+    """Appends `{"step": ..., <loss>: ...}` lines to `losses.jsonl` in a run folder every `every` steps, so a
+    run's loss curve survives it (a resumed run appends after the step it resumed from; a reader keeps the
+    last line of each step)."""
+
+    def __init__(self, run_dir: Path, every: int = 25) -> None:
+        self.path = Path(run_dir) / "losses.jsonl"
+        self.every = max(1, int(every))
+
+    def __call__(self, step: int, losses: Mapping[str, Any]) -> None:
+        if step % self.every:
+            return
+        row = {"step": int(step), **{k: round(float(v.detach() if isinstance(v, torch.Tensor) else v), 5)
+                                     for k, v in losses.items()}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_losses(run_dir: Path) -> list[dict[str, float]]:
+    """The loss curve `LossLog` wrote: one row per logged step (the last one written), in step order."""
+    path = Path(run_dir) / "losses.jsonl"
+    rows: dict[int, dict[str, float]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[int(row["step"])] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def copy_losses(run_dir: Path, out: Path) -> None:
+    """Write the run's loss curve (`read_losses`) beside the exported model, as `losses.jsonl`."""
+    rows = read_losses(run_dir)
+    if rows:
+        write_text_atomic(Path(out) / "losses.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def describe_device(device: torch.device) -> str:
     """A short human description of where a run happened (for model cards)."""
     if device.type == "cuda":

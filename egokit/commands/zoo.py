@@ -34,6 +34,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from egokit.recipes.train import run
+    from egokit.training import TimeLimitReached
 
-    print(f"egokit zoo train: wrote {run(args)}")
+    try:
+        print(f"egokit zoo train: wrote {run(args)}")
+    except TimeLimitReached as e:  # not a mistake: the state is saved, the same command goes on
+        print(f"egokit zoo train: {e}")
+        return 3
     return 0

@@ -270,6 +270,53 @@ def foil_candidates(tokens: Sequence[CaptionWord], objects: Sequence[SceneObject
     return out
 
 
+def order_swap(tokens: Sequence[CaptionWord], objects: Sequence[SceneObject],
+               rng: np.random.Generator) -> str | None:
+    """The caption with the noun phrases of two neighbouring objects swapped and every other word kept
+    ("a red circle left of a blue square" → "a blue square left of a red circle"), when that makes it
+    false of the objects; None when no such swap does (one object, or every swap keeps it true). Not a
+    single-word foil: a hard negative that only the objects' order tells apart (the micro CLIP's recipe)."""
+    phrases: dict[int, list[CaptionWord]] = {}
+    skeleton: list[CaptionWord | int] = []  # words outside noun phrases, and the index of each noun phrase
+    for w in tokens:
+        if w.ref is not None and w.role != "relation":
+            if not skeleton or skeleton[-1] != w.ref:
+                skeleton.append(w.ref)
+            phrases.setdefault(w.ref, []).append(w)
+        else:
+            skeleton.append(w)
+    pairs = [j for j in range(len(phrases) - 1) if j in phrases and j + 1 in phrases]
+    for j in rng.permutation(pairs).tolist() if pairs else []:
+        source = {j: j + 1, j + 1: j}
+        swapped: list[CaptionWord] = []
+        for item in skeleton:
+            if isinstance(item, int):
+                swapped += [CaptionWord(w.text, w.role, item, w.ref2) for w in phrases[source.get(item, item)]]
+            else:
+                swapped.append(item)
+        if not caption_holds(swapped, objects):
+            return " ".join(w.text for w in swapped)
+    return None
+
+
+def hard_negatives(tokens: Sequence[CaptionWord], objects: Sequence[SceneObject], rng: np.random.Generator,
+                   allowed: Allowed = _always) -> list[tuple[str, str]]:
+    """(kind, caption) pairs: one random foil of every kind this caption allows (`FOIL_KINDS`) and, with
+    two objects or more, the `order_swap` (kind "order"); the candidates are computed once."""
+    by_kind: dict[str, list[tuple[int, str, str]]] = {}
+    for c in foil_candidates(tokens, objects, allowed):
+        by_kind.setdefault(c[1], []).append(c)
+    out = []
+    for kind in FOIL_KINDS:
+        if kind in by_kind:
+            pos, _, new = by_kind[kind][int(rng.integers(len(by_kind[kind])))]
+            out.append((kind, " ".join(w.text for w in _swap(tokens, pos, new))))
+    swapped = order_swap(tokens, objects, rng)
+    if swapped is not None:
+        out.append(("order", swapped))
+    return out
+
+
 def as_generator(rng: np.random.Generator | int | None, default: Sequence[int]) -> np.random.Generator:
     """A Generator as given, one seeded with an int, or (None) one seeded with `default`."""
     if isinstance(rng, np.random.Generator):

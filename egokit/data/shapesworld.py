@@ -262,6 +262,11 @@ class ShapesWorld:
         return cap.make_multi_foil(scene.caption_tokens, scene.objects, int(n_errors), cap.as_generator(g, [0]),
                                    self._allowed(scene.split))
 
+    def hard_negatives(self, scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+        """(kind, caption): a foil of every possible kind and the swapped object order
+        (`captions.hard_negatives`), held-out values excluded on a restricted split as in `foil`."""
+        return cap.hard_negatives(scene.caption_tokens, scene.objects, rng, self._allowed(scene.split))
+
     # ------------------------------------------------------------------------------------------ concepts
 
     def _identity_order(self) -> tuple[int, ...]:

@@ -44,6 +44,16 @@ patch tokens of vision layers {dense_layers} predict the shape, colour, pattern 
 patch; the heads are dropped at save time). It keeps patch tokens local.
 """
 
+_CLIP_V2_TEXT = """\
+Recipe v2 (`--recipe v2`): from the first step, hard negatives in the style of NegCLIP (weight
+{negative_weight}): each image's caption against every caption of the batch and the batch's hard negatives,
+up to {negatives_per_image} per image — its caption's relation foil and the caption with two neighbouring
+objects swapped whenever it has them, then foils of other kinds (colour, shape, pattern, size: one word
+swapped so the caption is false) at random; both towers learn from them. The dense heads also predict each
+patch's object size and the 3×3 cell that holds the object's centre ({dense_targets}), so size and place are
+in the patch tokens the class token reads. Forward pass: {precision_text}.
+"""
+
 _VLM_BODY = """\
 A `LlavaForConditionalGeneration` trained on ShapesWorld, shipped inside egokit for the Ego and
 PixelLLM methods. It loads like any checkpoint folder: `LlavaForConditionalGeneration.from_pretrained
@@ -140,6 +150,11 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     command = f"python -m egokit.recipes.train {kind} --seed {recipe['seed']}"
     if kind == "clip":
         body = _CLIP_BODY.format(**{**recipe, "holdout": _holdout_text(recipe.get("holdout"))})
+        if recipe.get("negative_weight", 0.0) > 0:
+            precision = ("bfloat16 autocast (weights and optimizer in float32)" if recipe.get("precision") == "bf16"
+                         else "float32")
+            body += "\n" + _CLIP_V2_TEXT.format(**{**recipe, "dense_targets": ", ".join(recipe["dense_targets"]),
+                                                  "precision_text": precision})
         title = "micro-clip: a CLIP trained on ShapesWorld"
     else:
         body = _VLM_BODY.format(vision_layers=config["vision_config"]["num_hidden_layers"], **recipe)
@@ -156,10 +171,11 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
         f"- steps: {training['steps']}; wall time: {training['wall_seconds'] / 60:.1f} min on {training['device']}",
         "  (a shared machine: wall time depends on its load)",
         f"- files: fp16 safetensors, {size_mb:.1f} MB in this folder",
+        *_loss_lines(folder),
         "",
         "## Metrics on the held-out test split",
         "",
-        *(_metrics_lines(kind, metrics, rows) if rows else _unmeasured_lines(kind, folder)),
+        *(_metrics_lines(kind, metrics, rows, folder) if rows else _unmeasured_lines(kind, folder)),
         "",
     ]
     text = "\n".join(lines)
@@ -170,9 +186,26 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     return path
 
 
-def _metrics_lines(kind: str, metrics: dict[str, Any], rows: list[tuple[str, Any]]) -> list[str]:
+def _loss_lines(folder: Path) -> list[str]:
+    """The loss curve in `losses.jsonl` (written by the training run), at five points of the run."""
+    from egokit.training import read_losses
+
+    rows = read_losses(folder)
+    if not rows:
+        return []
+    picks = sorted({round(i * (len(rows) - 1) / 4) for i in range(5)})
+    names = [k for k in rows[0] if k not in ("step", "lr")]
+    return ["- losses (`losses.jsonl` in this folder, every 25 steps):", "",
+            "  | step | " + " | ".join(names) + " |", "  |---|" + "---|" * len(names),
+            *[f"  | {rows[i]['step']} | " + " | ".join(f"{rows[i].get(n, float('nan')):.3f}" for n in names) + " |"
+              for i in picks]]
+
+
+def _metrics_lines(kind: str, metrics: dict[str, Any], rows: list[tuple[str, Any]], folder: Path) -> list[str]:
+    where = folder_argument(folder)
+    which = "" if where == f"micro-{kind}" else f" --{kind} {where}"
     return [
-        f"Measured by `egokit zoo eval --json --seed {metrics.get('eval.seed', 0)} --only {kind}`"
+        f"Measured by `egokit zoo eval --json --seed {metrics.get('eval.seed', 0)} --only {kind}{which}`"
         f" (n = {metrics.get(f'eval.n_{kind}', '?')} items per metric, CPU, float32). Definitions: "
         f"`egokit/recipes/eval_{kind}.py`.",
         "",

@@ -42,10 +42,12 @@ from egokit.data.concept_pool import split_concepts
 from egokit.data.holdout import DEFAULT_HOLDOUT
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import COLORS, PATTERNS, SHAPES, WORDS
+from egokit.errors import InputError
 from egokit.models.loading import resolve_device
+from egokit.recipes.clip_foils import text_embeddings
 from egokit.recipes.clip_texts import match_matrix, sample_text, zero_shot_prompts
 from egokit.recipes.contrastive import soft_contrastive
-from egokit.recipes.patch_targets import TARGET_CLASSES, batch_targets, object_targets
+from egokit.recipes.patch_targets import ALL_TARGETS, TARGET_CLASSES, batch_targets, object_targets
 
 #: Seed of the ShapesWorld generator every zoo model is trained and evaluated on (fixes the splits).
 WORLD_SEED = 0
@@ -56,6 +58,8 @@ CONCEPT_SOURCES = ("positive", "hard_negative", "easy_negative", "distractor_onl
                    "reference_clutter")
 
 
+#: how a run computes its forward pass (`ClipRecipe.precision`)
+PRECISIONS = ("fp32", "bf16")
 #: settings of stage two only: a stage-one state saved under other values still resumes
 FOIL_KEYS = ("foil_steps", "foil_lr", "foil_weight", "foil_count", "foil_vision_from")
 
@@ -75,6 +79,9 @@ class ClipRecipe:
     heads: int = 4
     text_max: int = 64
     dense_layers: tuple[int, ...] = (2, 4)
+    #: what the dense heads predict per patch (`patch_targets`): the first recipe's four, or also size and
+    #: the object's place (`ClipRecipe.v2`)
+    dense_targets: tuple[str, ...] = tuple(TARGET_CLASSES)
     dense_weight: float = 1.0
     prompt_weight: float = 1.0
     concept_share: float = 0.3
@@ -88,11 +95,27 @@ class ClipRecipe:
     #: stage two also tunes the vision encoder's layers from this index on (-1: vision frozen). The micro VLM
     #: reads `vision_feature_layer` 2 (the output of layer 1), so layers ≥ 2 change nothing it sees.
     foil_vision_from: int = -1
+    #: stage one with hard negatives (NegCLIP-style, both towers, from the first step): each image's caption
+    #: against every batch caption and the batch's hard negatives (`ShapesWorld.hard_negatives`: foils of
+    #: each kind and the swapped object order), weighted by `negative_weight` (0: none, the first recipe).
+    #: Per image at most `negatives_per_image`: the relation foil and the order swap whenever the caption
+    #: has them (what the first recipe's model gets wrong: pair accuracy 0.55 and 0.50), then other kinds
+    #: at random; every kind appears in every batch.
+    negative_weight: float = 0.0
+    negatives_per_image: int = 3
+    #: "bf16": forward and loss under `torch.autocast` in bfloat16 (weights and optimizer stay float32)
+    precision: str = "fp32"
 
     @classmethod
     def quick(cls, seed: int = 0) -> ClipRecipe:
         """A seconds-long run of a tiny model (for tests of the recipe itself)."""
         return cls(seed=seed, steps=3, batch=8, width=32, layers=2, heads=2, dense_layers=(1, 2), warmup=1)
+
+    @classmethod
+    def v2(cls, seed: int = 0) -> ClipRecipe:
+        """The second recipe (`--recipe v2`): hard negatives of every foil kind from the first step and dense
+        targets of size and place, so that relations and size reach the image embedding."""
+        return cls(seed=seed, negative_weight=1.0, dense_targets=tuple(ALL_TARGETS))
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -159,10 +182,14 @@ def sincos_2d(side: int, width: int) -> torch.Tensor:
 class DenseHeads(nn.Module):
     """Linear heads predicting each patch's shape/colour/pattern/mark from chosen vision layers."""
 
-    def __init__(self, width: int, layers: tuple[int, ...]) -> None:
+    def __init__(self, width: int, layers: tuple[int, ...], targets: tuple[str, ...] = tuple(TARGET_CLASSES)) -> None:
         super().__init__()
         self.layers = tuple(layers)
-        self.heads = nn.ModuleDict({str(layer): nn.Linear(width, sum(TARGET_CLASSES.values()))
+        unknown = sorted(set(targets) - set(ALL_TARGETS))
+        if unknown:
+            raise InputError(f"unknown dense targets {unknown}: choose from {', '.join(ALL_TARGETS)}")
+        self.targets = {name: ALL_TARGETS[name] for name in targets}
+        self.heads = nn.ModuleDict({str(layer): nn.Linear(width, sum(self.targets.values()))
                                     for layer in self.layers})
 
     def loss(self, hidden_states: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor],
@@ -174,7 +201,7 @@ class DenseHeads(nn.Module):
         for layer in self.layers:
             logits = self.heads[str(layer)](hidden_states[layer][:, first_patch:])
             start = 0
-            for name, n in TARGET_CLASSES.items():
+            for name, n in self.targets.items():
                 target = targets[name].reshape(-1)
                 ce = F.cross_entropy(logits[..., start:start + n].reshape(-1, n), target, reduction="none")
                 on = target > 0
@@ -183,7 +210,7 @@ class DenseHeads(nn.Module):
                 if (~on).any():
                     total = total + background * ce[~on].mean()
                 start += n
-        return total / (len(self.layers) * len(TARGET_CLASSES))
+        return total / (len(self.layers) * len(self.targets))
 
     def object_loss(self, hidden_states: tuple[torch.Tensor, ...], objects: dict[str, torch.Tensor],
                     first_patch: int = 1) -> torch.Tensor:
@@ -196,13 +223,13 @@ class DenseHeads(nn.Module):
             pooled = torch.einsum("bop,bpd->bod", w, hidden_states[layer][:, first_patch:])
             logits = self.heads[str(layer)](pooled)
             start = 0
-            for name, n in TARGET_CLASSES.items():
+            for name, n in self.targets.items():
                 target = objects[name].reshape(-1)
                 if (target >= 0).any():
                     total = total + F.cross_entropy(logits[..., start:start + n].reshape(-1, n), target,
                                                     ignore_index=-100)
                 start += n
-        return total / (len(self.layers) * len(TARGET_CLASSES))
+        return total / (len(self.layers) * len(self.targets))
 
 
 def to_pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -267,7 +294,7 @@ class ClipData:
         texts = [sample_text(s, i, rng) for i, s in enumerate(scenes)]
         enc = tokenizer([t.text for t in texts], padding=True, return_tensors="pt")
         targets = batch_targets(scenes)
-        return {
+        out = {
             "scenes": scenes,
             "pixel_values": to_pixels(np.stack([s.image for s in scenes]), device),
             "input_ids": enc["input_ids"].to(device),
@@ -279,6 +306,36 @@ class ClipData:
                                torch.from_numpy(t).to(device))
                         for (attr, values), t in zip(self.prompt_values.items(), self.prompt_targets(scenes).values())},
         }
+        if self.recipe.negative_weight > 0:
+            out["negatives"] = self.negatives(step, scenes, tokenizer, device)
+        return out
+
+    def negatives(self, step: int, scenes: list, tokenizer: Any, device: torch.device) -> dict[str, Any]:
+        """The hard-negative part of a batch: every scene's caption, then every scene's hard negatives
+        (`ShapesWorld.hard_negatives`), tokenized together, and `target` (n_images, n_texts) bool: text j is
+        true of image i (its own caption, another image's identical caption; a negative never is, unless it
+        happens to spell image i's caption)."""
+        rng = np.random.default_rng([self.recipe.seed, 5, step])
+        captions = [s.caption for s in scenes]
+        negatives = [text for s in scenes for text in pick_negatives(self.world.hard_negatives(s, rng),
+                                                                      self.recipe.negatives_per_image, rng)]
+        texts = captions + negatives
+        target = np.array([[t == c for t in texts] for c in captions], dtype=bool)
+        enc = tokenizer(texts, padding=True, return_tensors="pt")
+        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device),
+                "target": torch.from_numpy(target).to(device), "count": len(negatives)}
+
+
+#: the hard-negative kinds every image gets when its caption has them (`ClipRecipe.negatives_per_image`)
+FIRST_NEGATIVES = ("relation", "order")
+
+
+def pick_negatives(negatives: list[tuple[str, str]], limit: int, rng: np.random.Generator) -> list[str]:
+    """At most `limit` of an image's (kind, caption) hard negatives: `FIRST_NEGATIVES` first, then random others."""
+    first = [text for kind, text in negatives if kind in FIRST_NEGATIVES]
+    others = [text for kind, text in negatives if kind not in FIRST_NEGATIVES]
+    order = rng.permutation(len(others)).tolist() if others else []
+    return (first + [others[i] for i in order])[:limit]
 
 
 # ---------------------------------------------------------------------------------------------- loss
@@ -301,30 +358,62 @@ def clip_losses(model: Any, heads: DenseHeads, batch: dict[str, Any]) -> dict[st
             lg = model.logit_scale.exp().clamp(max=100.0) * img[rows] @ p.t()
             t = target[rows].float()
             prompt = prompt + (-(F.log_softmax(lg, dim=1) * t / t.sum(1, keepdim=True)).sum(1).mean())
-    return {"contrastive": contrastive, "dense": dense, "prompt": prompt / len(batch["prompts"])}
+    out = {"contrastive": contrastive, "dense": dense, "prompt": prompt / len(batch["prompts"])}
+    if "negatives" in batch:
+        neg = batch["negatives"]
+        texts = text_embeddings(model, neg["input_ids"], neg["attention_mask"])
+        lg = model.logit_scale.exp().clamp(max=100.0) * img @ texts.t()
+        t = neg["target"].float()
+        out["negatives"] = -(F.log_softmax(lg.float(), dim=1) * t / t.sum(1, keepdim=True)).sum(1).mean()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- training
 
 
-def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto", resume: bool = True,
-               checkpoint_seconds: float = 180.0) -> Path:
-    """Train (or resume) a micro CLIP and export it in fp16 to `out`. Returns `out`."""
-    dev = resolve_device(device)
-    runtime.set_threads(dev)
-    runtime.seed_everything(recipe.seed)
+def training_parts(recipe: ClipRecipe, dev: torch.device) -> tuple[Any, Any, DenseHeads, list, torch.optim.Optimizer]:
+    """A fresh run's model (in train mode on `dev`), processor, dense heads, trained parameters and optimizer."""
+    if recipe.precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {recipe.precision!r}")
     model, processor = build_clip(recipe)
     if recipe.foil_steps:
         from egokit.recipes.clip_foils import stage_two_parameters
 
         stage_two_parameters(model, recipe.foil_vision_from)  # a bad stage-two setting fails before stage one
     model.to(dev).train()
-    heads = DenseHeads(recipe.width, recipe.dense_layers).to(dev)
+    heads = DenseHeads(recipe.width, recipe.dense_layers, recipe.dense_targets).to(dev)
     params = [p for p in [*model.parameters(), *heads.parameters()] if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
+    return model, processor, heads, params, opt
+
+
+def train_step(model: Any, heads: DenseHeads, params: list, opt: torch.optim.Optimizer, batch: dict[str, Any],
+               recipe: ClipRecipe, dev: torch.device) -> dict[str, torch.Tensor]:
+    """One optimizer step of stage one on `batch` (the forward under the recipe's precision); returns the losses."""
+    with runtime.autocast(dev, recipe.precision):
+        losses = clip_losses(model, heads, batch)
+    loss = (losses["contrastive"] + recipe.dense_weight * losses["dense"]
+            + recipe.prompt_weight * losses["prompt"] + recipe.negative_weight * losses.get("negatives", 0.0))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return losses
+
+
+def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto", resume: bool = True,
+               checkpoint_seconds: float = 180.0, max_seconds: float | None = None) -> Path:
+    """Train (or resume) a micro CLIP and export it in fp16 to `out`. Returns `out`.
+
+    With `max_seconds`, a run that reaches that much wall time saves its state and raises
+    `TimeLimitReached` (nothing is exported); the same call resumes it."""
+    dev = resolve_device(device)
+    runtime.set_threads(dev)
+    runtime.seed_everything(recipe.seed)
+    model, processor, heads, params, opt = training_parts(recipe, dev)
     start, elapsed = 0, 0.0
     state = runtime.load_state(run_dir, dev) if resume else None
     if state is not None and runtime.same_recipe(state.get("recipe"), _jsonable(recipe), also=FOIL_KEYS):
@@ -337,6 +426,7 @@ def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto
     data = ClipData(recipe)
     tok = processor.tokenizer
     every = runtime.Every(checkpoint_seconds)
+    log = runtime.LossLog(run_dir)
     t0 = time.monotonic()
     bar = tqdm(range(start, recipe.steps), initial=start, total=recipe.steps, desc="micro-clip",
                mininterval=5.0, smoothing=0.05)
@@ -344,22 +434,18 @@ def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto
         lr = runtime.lr_at(step, recipe.steps, recipe.lr, recipe.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = data.batch(step, tok, dev)
-        losses = clip_losses(model, heads, batch)
-        loss = (losses["contrastive"] + recipe.dense_weight * losses["dense"]
-                + recipe.prompt_weight * losses["prompt"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        bar.set_postfix(con=f"{losses['contrastive'].item():.3f}", dense=f"{losses['dense'].item():.3f}",
-                        prompt=f"{losses['prompt'].item():.3f}",
-                        lr=f"{lr:.1e}", refresh=False)
-        if every() or step + 1 == recipe.steps:
+        losses = train_step(model, heads, params, opt, data.batch(step, tok, dev), recipe, dev)
+        bar.set_postfix(**{k[:5]: f"{v.item():.3f}" for k, v in losses.items()}, lr=f"{lr:.1e}", refresh=False)
+        log(step, {**losses, "lr": lr})
+        out_of_time = max_seconds is not None and time.monotonic() - t0 >= max_seconds and step + 1 < recipe.steps
+        if every() or out_of_time or step + 1 == recipe.steps:
             runtime.save_state(run_dir, {
                 "recipe": _jsonable(recipe), "step": step + 1, "model": model.state_dict(),
                 "heads": heads.state_dict(), "opt": opt.state_dict(), "rng": runtime.rng_state(),
                 "elapsed": elapsed + time.monotonic() - t0})
+        if out_of_time:
+            bar.close()
+            raise runtime.TimeLimitReached(step + 1, recipe.steps, run_dir)
     bar.close()
     if recipe.foil_steps:
         from egokit.recipes.clip_foils import tune_on_foils
@@ -370,6 +456,7 @@ def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto
     export_clip(model, processor, out, {
         "recipe": _jsonable(recipe), "kind": "clip", "steps": recipe.steps, "wall_seconds": round(elapsed, 1),
         "device": runtime.describe_device(dev)})
+    runtime.copy_losses(run_dir, out)
     return out
 
 

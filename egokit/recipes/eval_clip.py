@@ -10,6 +10,15 @@
   (purple triangles: colour and shape; orange striped objects: colour and pattern).
 - `clip.retrieval_r1`: groups of 100 test scenes (1–3 objects, none held out); for each image, whether
   its own caption is the most similar of the group's 100 captions; the mean over images.
+- `clip.foil_pair_acc_<kind>`: on the same scenes, how often the image is closer to its caption than to a
+  foil of it (one word swapped so the caption is false: `colour`, `shape`, `pattern`, `size`, `relation`),
+  up to `n` pairs per kind (`ShapesWorld.hard_negatives`, one foil of each kind per scene); `order`: the
+  caption with two neighbouring objects swapped (not a one-word foil). `clip.foil_pair_acc`: the mean over
+  the five foil kinds.
+- `clip.token_locality_layer2` (and `_own`, `_far`): `patch_targets.locality_probe` on the patch tokens of
+  vision layer 2 (`hidden_states[2]`, class token dropped: what the micro VLM reads) of ordinary test scenes:
+  how well a patch's own token, against a far token, tells the colour and shape under it. The micro VLM's
+  `vlm.token_locality` is the same probe after its projector.
 """
 
 from __future__ import annotations
@@ -21,10 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from egokit.data.captions import FOIL_KINDS
 from egokit.data.holdout import DEFAULT_HOLDOUT, Holdout
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import COLORS, PATTERNS, SHAPES
 from egokit.recipes.clip_texts import zero_shot_prompts
+from egokit.recipes.patch_targets import locality_probe
 
 ATTRIBUTE_VALUES = {"color": COLORS, "shape": SHAPES, "pattern": PATTERNS}
 
@@ -116,7 +127,53 @@ def evaluate_clip(model: Any, processor: Any, seed: int = 0, n: int = 300, world
         others = sim.masked_fill(torch.eye(len(chunk), dtype=torch.bool), -float("inf")).max(dim=1).values
         hits += (own > others).tolist()
     out["clip.retrieval_r1"] = float(np.mean(hits))
+    out.update(foil_pair_accuracy(model, processor, world, scenes, n, np.random.default_rng([seed, 12])))
+    local = list(world.scenes(max(20, n // 4), start + 5 * n))
+    probe = locality_probe(patch_tokens(model, processor, [s.image for s in local], LOCALITY_LAYER), local)
+    out.update({f"clip.token_locality_layer{LOCALITY_LAYER}{k}": v for k, v in probe.items()})
     step(1)
+    return out
+
+
+#: the vision layer whose patch tokens the locality probe reads (the micro VLM's `vision_feature_layer`)
+LOCALITY_LAYER = 2
+
+
+@torch.no_grad()
+def patch_tokens(model: Any, processor: Any, images: list[np.ndarray], layer: int, batch: int = 100) -> np.ndarray:
+    """(n_images, n_patches, width) float32: the patch tokens of `hidden_states[layer]`, class token dropped."""
+    out = []
+    device = next(model.parameters()).device
+    for i in range(0, len(images), batch):
+        px = processor(images=list(images[i:i + batch]), return_tensors="pt")["pixel_values"].to(device)
+        hidden = model.vision_model(pixel_values=px.to(next(model.parameters()).dtype),
+                                    output_hidden_states=True).hidden_states[layer]
+        out.append(hidden[:, 1:].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def foil_pair_accuracy(model: Any, processor: Any, world: ShapesWorld, scenes: list, n: int,
+                       rng: np.random.Generator) -> dict[str, float]:
+    """`clip.foil_pair_acc*` (module docstring): per kind, whether the image beats each negative with its caption."""
+    pairs: dict[str, list[tuple[int, str]]] = {k: [] for k in (*FOIL_KINDS, "order")}
+    for i, scene in enumerate(scenes):
+        for kind, text in world.hard_negatives(scene, rng):
+            if len(pairs[kind]) < n:
+                pairs[kind].append((i, text))
+    used = sorted({i for kind in pairs.values() for i, _ in kind})
+    if not used:
+        return {}
+    row = {i: r for r, i in enumerate(used)}
+    img = embed_images(model, processor, [scenes[i].image for i in used])
+    own = (img * embed_texts(model, processor, [scenes[i].caption for i in used])).sum(-1)
+    out = {}
+    for kind, items in pairs.items():
+        if items:
+            neg = embed_texts(model, processor, [t for _, t in items])
+            rows = torch.tensor([row[i] for i, _ in items])
+            out[f"clip.foil_pair_acc_{kind}"] = float((own[rows] > (img[rows] * neg).sum(-1)).float().mean())
+    kinds = [out[f"clip.foil_pair_acc_{k}"] for k in FOIL_KINDS if f"clip.foil_pair_acc_{k}" in out]
+    out["clip.foil_pair_acc"] = float(np.mean(kinds))
     return out
 
 

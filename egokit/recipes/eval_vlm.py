@@ -38,12 +38,11 @@ import torch
 from egokit.data.caption_scoring import caption_score
 from egokit.data.scenes import Scene
 from egokit.data.shapesworld import ShapesWorld
-from egokit.data.vocab import COLORS, SHAPES
 from egokit.models.context import Memory, build_batch, tokenizer_of
 from egokit.models.generation import greedy_from_embeds, next_token_logits
 from egokit.models.loading import LoadedModel, from_model
 from egokit.recipes.clip import to_pixels
-from egokit.recipes.patch_targets import patch_targets
+from egokit.recipes.patch_targets import locality_probe
 from egokit.recipes.vlm_tasks import (
     CAPTION_PROMPT,
     COVERAGE_PROMPT,
@@ -122,43 +121,10 @@ def _batches(items: list, size: int):
 # ---------------------------------------------------------------------------------------------- locality
 
 
-def _ridge_acc(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-               n_classes: int, lam: float = 1.0) -> float:
-    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
-    a, b = (x_train - mu) / sd, (x_test - mu) / sd
-    a = np.concatenate([a, np.ones((len(a), 1))], 1)
-    b = np.concatenate([b, np.ones((len(b), 1))], 1)
-    y = np.eye(n_classes)[y_train]
-    w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ y)
-    return float(((b @ w).argmax(1) == y_test).mean())
-
-
 def token_locality(loaded: LoadedModel, scenes: list[Scene]) -> dict[str, float]:
     """A_own, A_far and their difference (module docstring)."""
-    feats = _features(loaded, scenes).float().cpu().numpy()          # (N, 64, D)
-    n, t, d = feats.shape
-    side = int(round(t ** 0.5))
-    rr, cc = np.divmod(np.arange(t), side)
-    far = ((rr + side // 2) % side) * side + (cc + side // 2) % side
-    targets = [patch_targets(s) for s in scenes]
-    half = n // 2
-    result = {}
-    for attr in ("color", "shape"):
-        xs_own, xs_far, ys, split = [], [], [], []
-        for i in range(n):
-            lab = targets[i][attr]
-            for j in np.flatnonzero(lab > 0):
-                xs_own.append(feats[i, j])
-                xs_far.append(feats[i, far[j]])
-                ys.append(lab[j] - 1)
-                split.append(i < half)
-        xo, xf, y, tr = np.array(xs_own), np.array(xs_far), np.array(ys), np.array(split)
-        k = (len(COLORS) if attr == "color" else len(SHAPES))
-        result[f"own_{attr}"] = _ridge_acc(xo[tr], y[tr], xo[~tr], y[~tr], k)
-        result[f"far_{attr}"] = _ridge_acc(xf[tr], y[tr], xf[~tr], y[~tr], k)
-    own = (result["own_color"] + result["own_shape"]) / 2
-    far_acc = (result["far_color"] + result["far_shape"]) / 2
-    return {"vlm.token_locality": own - far_acc, "vlm.token_locality_own": own, "vlm.token_locality_far": far_acc}
+    probe = locality_probe(_features(loaded, scenes).float().cpu().numpy(), scenes)
+    return {f"vlm.token_locality{k}": v for k, v in probe.items()}
 
 
 # ---------------------------------------------------------------------------------------------- in-context

@@ -60,6 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foil-lr", type=positive_number, default=None, help="clip: peak learning rate of stage two")
     p.add_argument("--foil-vision-from", type=count(0), default=None,
                    help="clip: stage two also tunes the vision layers from this index on (default: none)")
+    p.add_argument("--recipe", default=None, choices=["v1", "v2"],
+                   help="clip: v1 (the shipped model's, default) or v2 (hard negatives of every foil kind and dense "
+                        "targets of size and place from the first step)")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16"],
+                   help="clip: the forward pass in float32 (default) or under bfloat16 autocast")
+    p.add_argument("--max-minutes", type=positive_number, default=None,
+                   help="clip: stop after this much wall time, saving the state (the same command goes on)")
     p.add_argument("--mode", default=None, choices=["box", "trace"], help="pixel: word targets (default: box)")
     p.add_argument("--base", default=None, help="pixel: the VLM the point head reads (default: micro-vlm)")
 
@@ -71,8 +78,10 @@ def run(args: argparse.Namespace) -> Path:
     from egokit.models.loading import resolve_device
 
     name = NAMES[args.model]
-    if name != "micro-clip" and any(v is not None for v in (args.foil_steps, args.foil_lr, args.foil_vision_from)):
-        raise InputError("--foil-steps, --foil-lr and --foil-vision-from are settings of the micro CLIP only")
+    clip_only = ("foil_steps", "foil_lr", "foil_vision_from", "recipe", "precision", "max_minutes")
+    if name != "micro-clip" and any(getattr(args, k, None) is not None for k in clip_only):
+        raise InputError(", ".join("--" + k.replace("_", "-") for k in clip_only)
+                         + " are settings of the micro CLIP only")
     resolve_device(args.device)  # a device that is not there fails before any work
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
     out = Path(args.out) if args.out else run_dir / "model"
@@ -92,7 +101,13 @@ def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Pat
     if name == "micro-clip":
         from egokit.recipes.clip import ClipRecipe, train_clip
 
-        recipe = ClipRecipe.quick(args.seed) if args.quick else ClipRecipe(seed=args.seed)
+        recipe = ClipRecipe.v2(args.seed) if getattr(args, "recipe", None) == "v2" else ClipRecipe(seed=args.seed)
+        if args.quick:
+            quick = ClipRecipe.quick(args.seed)
+            for k in ("steps", "batch", "width", "layers", "heads", "dense_layers", "warmup"):
+                setattr(recipe, k, getattr(quick, k))
+        if getattr(args, "precision", None) is not None:
+            recipe.precision = args.precision
         _override(recipe, args)
         if args.foil_steps is not None:
             recipe.foil_steps = int(args.foil_steps)
@@ -102,7 +117,9 @@ def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Pat
             if not recipe.foil_steps:
                 raise InputError("--foil-vision-from is a setting of stage two: give --foil-steps N as well")
             recipe.foil_vision_from = int(args.foil_vision_from)
-        return train_clip(recipe, out, run_dir, device=args.device, resume=args.resume)
+        minutes = getattr(args, "max_minutes", None)
+        return train_clip(recipe, out, run_dir, device=args.device, resume=args.resume,
+                          max_seconds=None if minutes is None else 60.0 * minutes)
     from egokit.recipes.vlm import VlmRecipe, train_vlm
 
     recipe = VlmRecipe.quick(args.seed) if args.quick else VlmRecipe(seed=args.seed)
@@ -118,7 +135,7 @@ def recipe_command(args: argparse.Namespace) -> str:
     parts = ["python -m egokit.recipes.train", NAMES[args.model].removeprefix("micro-"), f"--seed {args.seed}"]
     if args.quick:
         parts.append("--quick")
-    for flag in ("batch", "clip", "foil_steps", "foil_lr", "foil_vision_from", "mode", "base"):
+    for flag in ("recipe", "precision", "batch", "clip", "foil_steps", "foil_lr", "foil_vision_from", "mode", "base"):
         value = getattr(args, flag, None)
         if value is not None:
             parts.append(f"--{flag.replace('_', '-')} {value}")
@@ -173,9 +190,14 @@ def _override(recipe: object, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from egokit.training import TimeLimitReached
+
     args = build_parser().parse_args(argv)
     try:
         out = run(args)
+    except TimeLimitReached as e:
+        print(f"egokit.recipes.train: {e}", flush=True)
+        return 3
     except EgokitError as e:
         print(f"egokit.recipes.train: error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import NAME_POOL, WORDS
 from egokit.recipes.clip_texts import match_matrix, sample_text, zero_shot_prompts
 from egokit.recipes.eval_vlm import _f1
-from egokit.recipes.patch_targets import TARGET_CLASSES, patch_targets
+from egokit.recipes.patch_targets import ALL_TARGETS, TARGET_CLASSES, patch_targets
 from egokit.recipes.vlm_tasks import (
     Mixture,
     Visual,
@@ -83,7 +83,7 @@ def test_patch_targets_follow_the_objects():
     concept = world.concepts(1)[0]
     ref = world.reference_views(concept, 1)[0]
     t = patch_targets(ref)
-    assert set(t) == set(TARGET_CLASSES)
+    assert set(t) == set(ALL_TARGETS) and set(TARGET_CLASSES) < set(t)
     labels, _ = ref.patch_labels()
     on = labels.ravel() >= 0
     assert np.all(t["shape"][on] > 0) and np.all(t["shape"][~on] == 0)
