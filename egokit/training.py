@@ -161,9 +161,11 @@ class LossLog:
     run's loss curve survives it (a resumed run appends after the step it resumed from; a reader keeps the
     last line of each step)."""
 
-    def __init__(self, run_dir: Path, every: int = 25) -> None:
+    def __init__(self, run_dir: Path, every: int = 25, fresh: bool = False) -> None:
         self.path = Path(run_dir) / "losses.jsonl"
         self.every = max(1, int(every))
+        if fresh:  # a run from step 0 (e.g. --no-resume): an earlier run's curve must not mix into it
+            self.path.unlink(missing_ok=True)
 
     def __call__(self, step: int, losses: Mapping[str, Any]) -> None:
         if step % self.every:

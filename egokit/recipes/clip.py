@@ -426,7 +426,7 @@ def train_clip(recipe: ClipRecipe, out: Path, run_dir: Path, device: str = "auto
     data = ClipData(recipe)
     tok = processor.tokenizer
     every = runtime.Every(checkpoint_seconds)
-    log = runtime.LossLog(run_dir)
+    log = runtime.LossLog(run_dir, fresh=start == 0)
     t0 = time.monotonic()
     bar = tqdm(range(start, recipe.steps), initial=start, total=recipe.steps, desc="micro-clip",
                mininterval=5.0, smoothing=0.05)

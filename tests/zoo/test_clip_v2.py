@@ -190,3 +190,12 @@ def test_locality_probe_reads_labels_from_own_tokens_not_far_ones():
     assert probe["_own"] > 0.95 and probe["_far"] < 0.6 and probe[""] == pytest.approx(probe["_own"] - probe["_far"])
     noise = np.random.default_rng(0).normal(size=np.stack(one_hot).shape).astype(np.float32)
     assert abs(locality_probe(noise, scenes)[""]) < 0.2          # tokens that say nothing are not local
+
+
+def test_a_run_from_step_0_starts_a_new_loss_curve(tmp_path):
+    out, run = tmp_path / "clip", tmp_path / "run"
+    argv = ["clip", "--quick", "--out", str(out), "--run-dir", str(run), "--device", "cpu"]
+    assert train.main([*argv, "--steps", "3"]) == 0
+    (run / "losses.jsonl").write_text('{"step": 900, "contrastive": 1.0}\n', encoding="utf-8")  # an old run's tail
+    assert train.main([*argv, "--steps", "2", "--no-resume"]) == 0
+    assert [r["step"] for r in runtime.read_losses(out)] == [0]
