@@ -147,6 +147,20 @@ def autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def init_folder(folder: str, model_type: str, what: str) -> Path:
+    """The checkpoint folder `--init` names, checked: it holds a `config.json` of `model_type` (else an
+    `InputError` that says what is there instead)."""
+    from egokit.errors import InputError
+
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise InputError(f"--init {folder}: no checkpoint there (config.json missing)")
+    kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if kind != model_type:
+        raise InputError(f"--init {folder}: it is a {kind} checkpoint, not a {what}")
+    return path
+
+
 class TimeLimitReached(Exception):
     """A run stopped at its wall-time limit after saving its state; the same command goes on from there."""
 

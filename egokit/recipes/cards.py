@@ -54,6 +54,13 @@ patch's object size and the 3×3 cell that holds the object's centre ({dense_tar
 in the patch tokens the class token reads. Forward pass: {precision_text}.
 """
 
+_VLM_V2_TEXT = """\
+Recipe v2 (`--recipe v2`): the second mixture — position questions drawn ×{position}, yes/no ×{yesno}, shape
+and colour ×{shape}, hard negatives weighted ×{hard_weight} (up to {hard_end_pct} % of the negatives by the end), the
+personalized caption ({personal_pct} % of the in-context examples) with its name's token weighted ×{name_weight}
+within the answer, {clutter_pct} % cluttered references. Forward pass: {precision_text}.
+"""
+
 _VLM_BODY = """\
 A `LlavaForConditionalGeneration` trained on ShapesWorld, shipped inside egokit for the Ego and
 PixelLLM methods. It loads like any checkpoint folder: `LlavaForConditionalGeneration.from_pretrained
@@ -151,19 +158,27 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     if kind == "clip":
         body = _CLIP_BODY.format(**{**recipe, "holdout": _holdout_text(recipe.get("holdout"))})
         if recipe.get("negative_weight", 0.0) > 0:
-            precision = ("bfloat16 autocast (weights and optimizer in float32)" if recipe.get("precision") == "bf16"
-                         else "float32")
             body += "\n" + _CLIP_V2_TEXT.format(**{**recipe, "dense_targets": ", ".join(recipe["dense_targets"]),
-                                                  "precision_text": precision})
+                                                  "precision_text": _precision_text(recipe)})
         title = "micro-clip: a CLIP trained on ShapesWorld"
     else:
         body = _VLM_BODY.format(vision_layers=config["vision_config"]["num_hidden_layers"], **recipe)
+        mix = recipe.get("mixture") or {}
+        if mix:
+            kinds = mix.get("vqa_kinds", {})
+            body += "\n" + _VLM_V2_TEXT.format(
+                position=kinds.get("position", 1), yesno=kinds.get("yesno", 1), shape=kinds.get("shape", 1),
+                hard_weight=mix["hard_weight"], hard_end_pct=round(100 * mix["hard_end"]),
+                personal_pct=round(100 * mix["incontext"]["personal"] / sum(mix["incontext"].values())),
+                name_weight=mix["name_weight"], clutter_pct=round(100 * mix["clutter"]),
+                precision_text=_precision_text(recipe))
         title = "micro-vlm: a LLaVA-style VLM trained on ShapesWorld"
     size_mb = folder_size(folder) / 1e6
     lines = [
         f"# {title}", "", body,
         "## Recipe", "",
         *recipe_line(training, command),
+        *_start_lines(recipe),
         f"- {recipe['steps']} steps, batch {recipe['batch']}"
         f"{' per micro-batch, two micro-batches per step' if kind == 'vlm' else ''}, AdamW, "
         f"lr {recipe['lr']} with warm-up and cosine decay",
@@ -184,6 +199,24 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     path.chmod(0o644)
     _ = name
     return path
+
+
+def _precision_text(recipe: dict[str, Any]) -> str:
+    return "bfloat16 autocast (weights and optimizer in float32)" if recipe.get("precision") == "bf16" else "float32"
+
+
+def _start_lines(recipe: dict[str, Any]) -> list[str]:
+    """Where a later stage started, and the loss weights it changed from the recipe's defaults."""
+    lines = []
+    if recipe.get("init"):
+        frozen = recipe.get("vision_from", 0)
+        lines.append(f"- starts from the weights of `{recipe['init']}` (`--init`; training-only heads and the "
+                     "optimizer start fresh)" + (f"; vision layers below {frozen} kept as they were" if frozen else ""))
+    weights = {k: v for k, v in (recipe.get("prompt_weights") or {}).items() if v != 1.0}
+    weights.update({f"dense {k}": v for k, v in (recipe.get("dense_target_weights") or {}).items() if v != 1.0})
+    if weights:
+        lines.append("- loss weights changed: " + ", ".join(f"{k} ×{v:g}" for k, v in weights.items()))
+    return lines
 
 
 def _loss_lines(folder: Path) -> list[str]:

@@ -21,6 +21,11 @@ negatives (`clip_foils`). Measured on the shipped model, it moved the validation
 the misalignment method only from 0.49 to 0.50–0.52, so the shipped micro CLIP does not use it. Tuning the
 vision layers the micro VLM does not read as well (`foil_vision_from=2`, 300 steps, lr 3e-4) gave 0.505 on
 validation and 0.495 on test (relation foils still 0.0), so that is off too.
+
+Recipe v2 (`ClipRecipe.v2`): hard negatives for both towers and dense size and place targets (fields below).
+A later stage starts from a trained micro CLIP (`init`), optionally keeping the tokens the micro VLM reads
+(`vision_from=2`) and with per-attribute loss weights (`prompt_weights`, `dense_target_weights`); the stages
+and why stage 1b starts from v1 are in `stages/README.md`.
 """
 
 from __future__ import annotations
@@ -83,6 +88,8 @@ class ClipRecipe:
     #: the object's place (`ClipRecipe.v2`)
     dense_targets: tuple[str, ...] = tuple(TARGET_CLASSES)
     dense_weight: float = 1.0
+    #: per dense target, its weight in the dense losses' mean over targets (default 1)
+    dense_target_weights: dict[str, float] = field(default_factory=dict)
     prompt_weight: float = 1.0
     concept_share: float = 0.3
     world_seed: int = WORLD_SEED
@@ -103,8 +110,19 @@ class ClipRecipe:
     #: at random; every kind appears in every batch.
     negative_weight: float = 0.0
     negatives_per_image: int = 3
+    #: the hard-negative kinds every image gets first, whenever its caption has them (`pick_negatives`)
+    first_negatives: tuple[str, ...] = ("relation", "order")
+    #: per attribute, the weight of its part of the attribute-prompt loss (the loss is their weighted mean)
+    prompt_weights: dict[str, float] = field(default_factory=lambda: {"color": 1.0, "shape": 1.0, "pattern": 1.0})
     #: "bf16": forward and loss under `torch.autocast` in bfloat16 (weights and optimizer stay float32)
     precision: str = "fp32"
+    #: a micro-CLIP checkpoint folder whose weights start the run (a later stage of a staged recipe: same
+    #: architecture; the training-only dense heads and the optimizer start fresh). None: random weights.
+    init: str | None = None
+    #: vision layers below this index, the patch and position embeddings and the pre-LayerNorm stay as
+    #: initialised (0: all train). With `init` and 2, a later stage keeps every token the micro VLM reads
+    #: (`vision_feature_layer` 2: the output of layer 1) exactly as the stage it starts from made them.
+    vision_from: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> ClipRecipe:
@@ -182,9 +200,12 @@ def sincos_2d(side: int, width: int) -> torch.Tensor:
 class DenseHeads(nn.Module):
     """Linear heads predicting each patch's shape/colour/pattern/mark from chosen vision layers."""
 
-    def __init__(self, width: int, layers: tuple[int, ...], targets: tuple[str, ...] = tuple(TARGET_CLASSES)) -> None:
+    def __init__(self, width: int, layers: tuple[int, ...], targets: tuple[str, ...] = tuple(TARGET_CLASSES),
+                 weights: dict[str, float] | None = None) -> None:
         super().__init__()
         self.layers = tuple(layers)
+        #: per target, its weight in the mean over targets (default 1)
+        self.weights = {name: float((weights or {}).get(name, 1.0)) for name in targets}
         unknown = sorted(set(targets) - set(ALL_TARGETS))
         if unknown:
             raise InputError(f"unknown dense targets {unknown}: choose from {', '.join(ALL_TARGETS)}")
@@ -206,11 +227,11 @@ class DenseHeads(nn.Module):
                 ce = F.cross_entropy(logits[..., start:start + n].reshape(-1, n), target, reduction="none")
                 on = target > 0
                 if on.any():
-                    total = total + ce[on].mean()
+                    total = total + self.weights[name] * ce[on].mean()
                 if (~on).any():
-                    total = total + background * ce[~on].mean()
+                    total = total + self.weights[name] * background * ce[~on].mean()
                 start += n
-        return total / (len(self.layers) * len(self.targets))
+        return total / (len(self.layers) * sum(self.weights.values()))
 
     def object_loss(self, hidden_states: tuple[torch.Tensor, ...], objects: dict[str, torch.Tensor],
                     first_patch: int = 1) -> torch.Tensor:
@@ -226,10 +247,10 @@ class DenseHeads(nn.Module):
             for name, n in self.targets.items():
                 target = objects[name].reshape(-1)
                 if (target >= 0).any():
-                    total = total + F.cross_entropy(logits[..., start:start + n].reshape(-1, n), target,
-                                                    ignore_index=-100)
+                    total = total + self.weights[name] * F.cross_entropy(
+                        logits[..., start:start + n].reshape(-1, n), target, ignore_index=-100)
                 start += n
-        return total / (len(self.layers) * len(self.targets))
+        return total / (len(self.layers) * sum(self.weights.values()))
 
 
 def to_pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -318,7 +339,8 @@ class ClipData:
         rng = np.random.default_rng([self.recipe.seed, 5, step])
         captions = [s.caption for s in scenes]
         negatives = [text for s in scenes for text in pick_negatives(self.world.hard_negatives(s, rng),
-                                                                      self.recipe.negatives_per_image, rng)]
+                                                                      self.recipe.negatives_per_image, rng,
+                                                                      self.recipe.first_negatives)]
         texts = captions + negatives
         target = np.array([[t == c for t in texts] for c in captions], dtype=bool)
         enc = tokenizer(texts, padding=True, return_tensors="pt")
@@ -330,10 +352,11 @@ class ClipData:
 FIRST_NEGATIVES = ("relation", "order")
 
 
-def pick_negatives(negatives: list[tuple[str, str]], limit: int, rng: np.random.Generator) -> list[str]:
-    """At most `limit` of an image's (kind, caption) hard negatives: `FIRST_NEGATIVES` first, then random others."""
-    first = [text for kind, text in negatives if kind in FIRST_NEGATIVES]
-    others = [text for kind, text in negatives if kind not in FIRST_NEGATIVES]
+def pick_negatives(negatives: list[tuple[str, str]], limit: int, rng: np.random.Generator,
+                   first_kinds: tuple[str, ...] = FIRST_NEGATIVES) -> list[str]:
+    """At most `limit` of an image's (kind, caption) hard negatives: those of `first_kinds` first, then random others."""
+    first = [text for kind, text in negatives if kind in first_kinds]
+    others = [text for kind, text in negatives if kind not in first_kinds]
     order = rng.permutation(len(others)).tolist() if others else []
     return (first + [others[i] for i in order])[:limit]
 
@@ -341,7 +364,8 @@ def pick_negatives(negatives: list[tuple[str, str]], limit: int, rng: np.random.
 # ---------------------------------------------------------------------------------------------- loss
 
 
-def clip_losses(model: Any, heads: DenseHeads, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+def clip_losses(model: Any, heads: DenseHeads, batch: dict[str, Any],
+                prompt_weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
     vis = model.vision_model(pixel_values=batch["pixel_values"], output_hidden_states=True)
     img = F.normalize(model.visual_projection(vis.pooler_output), dim=-1)
     txt_out = model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -350,15 +374,17 @@ def clip_losses(model: Any, heads: DenseHeads, batch: dict[str, Any]) -> dict[st
     contrastive = soft_contrastive(logits, batch["match"])
     dense = heads.loss(vis.hidden_states, batch["dense"]) + heads.object_loss(vis.hidden_states, batch["objects"])
     prompt = logits.new_zeros(())
-    for enc, target in batch["prompts"].values():
+    weights = prompt_weights or {}
+    for attr, (enc, target) in batch["prompts"].items():
         p = model.text_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).pooler_output
         p = F.normalize(model.text_projection(p), dim=-1)
         rows = target.any(1)
         if rows.any():
             lg = model.logit_scale.exp().clamp(max=100.0) * img[rows] @ p.t()
             t = target[rows].float()
-            prompt = prompt + (-(F.log_softmax(lg, dim=1) * t / t.sum(1, keepdim=True)).sum(1).mean())
-    out = {"contrastive": contrastive, "dense": dense, "prompt": prompt / len(batch["prompts"])}
+            prompt = prompt + weights.get(attr, 1.0) * (-(F.log_softmax(lg, dim=1) * t / t.sum(1, keepdim=True)).sum(1).mean())
+    total_weight = sum(weights.get(attr, 1.0) for attr in batch["prompts"])
+    out = {"contrastive": contrastive, "dense": dense, "prompt": prompt / total_weight}
     if "negatives" in batch:
         neg = batch["negatives"]
         texts = text_embeddings(model, neg["input_ids"], neg["attention_mask"])
@@ -376,12 +402,15 @@ def training_parts(recipe: ClipRecipe, dev: torch.device) -> tuple[Any, Any, Den
     if recipe.precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {recipe.precision!r}")
     model, processor = build_clip(recipe)
+    if recipe.init:
+        load_init(model, recipe.init)
+    freeze_vision_below(model, recipe.vision_from)
     if recipe.foil_steps:
         from egokit.recipes.clip_foils import stage_two_parameters
 
         stage_two_parameters(model, recipe.foil_vision_from)  # a bad stage-two setting fails before stage one
     model.to(dev).train()
-    heads = DenseHeads(recipe.width, recipe.dense_layers, recipe.dense_targets).to(dev)
+    heads = DenseHeads(recipe.width, recipe.dense_layers, recipe.dense_targets, recipe.dense_target_weights).to(dev)
     params = [p for p in [*model.parameters(), *heads.parameters()] if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -390,11 +419,37 @@ def training_parts(recipe: ClipRecipe, dev: torch.device) -> tuple[Any, Any, Den
     return model, processor, heads, params, opt
 
 
+def freeze_vision_below(model: Any, layer: int) -> None:
+    """Freeze the vision embeddings, the pre-LayerNorm and the encoder layers before `layer` (0: nothing)."""
+    vision = model.vision_model
+    if not 0 <= layer <= len(vision.encoder.layers):
+        raise InputError(f"vision_from must be 0–{len(vision.encoder.layers)}, got {layer}")
+    if layer == 0:
+        return
+    for part in (vision.embeddings, vision.pre_layrnorm, *vision.encoder.layers[:layer]):
+        part.requires_grad_(False)
+
+
+def load_init(model: Any, folder: str) -> None:
+    """Copy the weights of the micro CLIP in `folder` (any dtype) into `model`; a folder that is not a micro
+    CLIP of the same shape fails with a message naming what differs."""
+    from transformers import CLIPModel
+
+    path = runtime.init_folder(folder, "clip", "micro CLIP")
+    source = CLIPModel.from_pretrained(path, dtype=torch.float32)
+    mine, theirs = model.state_dict(), source.state_dict()
+    differs = sorted(k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape)
+    if differs:
+        raise InputError(f"--init {folder}: not a micro CLIP of this recipe's shape ({len(differs)} weights differ, "
+                         f"e.g. {differs[0]})")
+    model.load_state_dict(theirs, strict=False)
+
+
 def train_step(model: Any, heads: DenseHeads, params: list, opt: torch.optim.Optimizer, batch: dict[str, Any],
                recipe: ClipRecipe, dev: torch.device) -> dict[str, torch.Tensor]:
     """One optimizer step of stage one on `batch` (the forward under the recipe's precision); returns the losses."""
     with runtime.autocast(dev, recipe.precision):
-        losses = clip_losses(model, heads, batch)
+        losses = clip_losses(model, heads, batch, recipe.prompt_weights)
     loss = (losses["contrastive"] + recipe.dense_weight * losses["dense"]
             + recipe.prompt_weight * losses["prompt"] + recipe.negative_weight * losses.get("negatives", 0.0))
     opt.zero_grad(set_to_none=True)

@@ -77,10 +77,11 @@ def _classify(model: Any, processor: Any, images: list[np.ndarray], attribute: s
 
 def evaluate_clip(model: Any, processor: Any, seed: int = 0, n: int = 300, world_seed: int = 0,
                   holdout: Holdout | None = DEFAULT_HOLDOUT,
-                  progress: Callable[[int], None] | None = None) -> dict[str, float]:
-    """The micro CLIP's metrics (module docstring); `n` scenes per metric, drawn from `seed`."""
+                  progress: Callable[[int], None] | None = None, split: str = "test") -> dict[str, float]:
+    """The micro CLIP's metrics (module docstring); `n` scenes per metric, drawn from `seed`, of the test
+    split (`split="val"`: the validation split, where recipes are chosen)."""
     step = progress or (lambda k: None)
-    one = ShapesWorld(seed=world_seed, split="test", holdout=holdout, min_objects=1, max_objects=1)
+    one = ShapesWorld(seed=world_seed, split=split, holdout=holdout, min_objects=1, max_objects=1)
     rng = np.random.default_rng([seed, 11])
     start = int(rng.integers(1 << 20))
     known = [s for s in one.scenes(3 * n, start) if not one.is_held_out(s.objects[0])][:n]
@@ -113,7 +114,7 @@ def evaluate_clip(model: Any, processor: Any, seed: int = 0, n: int = 300, world
     out["clip.heldout_chance"] = float(np.mean(chance)) if chance else float("nan")
     step(1)
 
-    world = ShapesWorld(seed=world_seed, split="test", holdout=holdout)
+    world = ShapesWorld(seed=world_seed, split=split, holdout=holdout)
     scenes = [s for s in world.scenes(3 * n, start) if not any(world.is_held_out(o) for o in s.objects)]
     groups = max(1, min(len(scenes), n) // 100)
     hits = []

@@ -31,6 +31,18 @@ NAMES = {"clip": "micro-clip", "micro-clip": "micro-clip", "vlm": "micro-vlm", "
 NAMES.update({"pixel": "micro-pixel", "micro-pixel": "micro-pixel"})  # PixelLLM's point head on the micro VLM
 
 
+def prompt_weights(text: str) -> dict[str, float]:
+    """`--prompt-weights 1,3,1`: the colour, shape and pattern weights of the micro CLIP's prompt loss."""
+    parts = text.split(",")
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) != 3 or any(not v >= 0 for v in values) or not sum(values) > 0:
+        raise argparse.ArgumentTypeError(f"give three weights ≥ 0 (colour,shape,pattern), e.g. 1,3,1 — not {text!r}")
+    return dict(zip(("color", "shape", "pattern"), values))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m egokit.recipes.train", description=__doc__.splitlines()[0])
     add_arguments(p)
@@ -61,12 +73,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foil-vision-from", type=count(0), default=None,
                    help="clip: stage two also tunes the vision layers from this index on (default: none)")
     p.add_argument("--recipe", default=None, choices=["v1", "v2"],
-                   help="clip: v1 (the shipped model's, default) or v2 (hard negatives of every foil kind and dense "
-                        "targets of size and place from the first step)")
+                   help="clip, vlm: v1 (the shipped model's, default) or v2 (clip: hard negatives of every foil kind "
+                        "and dense targets of size and place from the first step; vlm: the second mixture in bf16)")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16"],
-                   help="clip: the forward pass in float32 (default) or under bfloat16 autocast")
+                   help="clip, vlm: the forward pass in float32 or under bfloat16 autocast (default: the recipe's)")
     p.add_argument("--max-minutes", type=positive_number, default=None,
-                   help="clip: stop after this much wall time, saving the state (the same command goes on)")
+                   help="clip, vlm: stop after this much wall time, saving the state (the same command goes on)")
+    p.add_argument("--init", default=None,
+                   help="clip, vlm: a checkpoint folder of the same model whose weights start the run (a later "
+                        "stage); the vlm takes its projector and language model, the tower still from --clip")
+    p.add_argument("--vision-from", type=count(0), default=None,
+                   help="clip: keep the vision embeddings and layers below this index as initialised (with --init 2: "
+                        "the tokens the micro VLM reads stay the same)")
+    p.add_argument("--prompt-weights", default=None, type=prompt_weights,
+                   help="clip: weights of the colour, shape and pattern parts of the prompt loss, e.g. 1,3,1")
+    p.add_argument("--lr", type=positive_number, default=None, help="peak learning rate (default: the recipe's)")
+    p.add_argument("--warmup", type=count(0), default=None, help="warm-up steps (default: the recipe's)")
     p.add_argument("--mode", default=None, choices=["box", "trace"], help="pixel: word targets (default: box)")
     p.add_argument("--base", default=None, help="pixel: the VLM the point head reads (default: micro-vlm)")
 
@@ -78,10 +100,14 @@ def run(args: argparse.Namespace) -> Path:
     from egokit.models.loading import resolve_device
 
     name = NAMES[args.model]
-    clip_only = ("foil_steps", "foil_lr", "foil_vision_from", "recipe", "precision", "max_minutes")
+    clip_only = ("foil_steps", "foil_lr", "foil_vision_from", "vision_from", "prompt_weights")
     if name != "micro-clip" and any(getattr(args, k, None) is not None for k in clip_only):
         raise InputError(", ".join("--" + k.replace("_", "-") for k in clip_only)
                          + " are settings of the micro CLIP only")
+    not_pixel = ("recipe", "precision", "max_minutes", "init")
+    if name == "micro-pixel" and any(getattr(args, k, None) is not None for k in not_pixel):
+        raise InputError(", ".join("--" + k.replace("_", "-") for k in not_pixel)
+                         + " are settings of the micro CLIP and the micro VLM")
     resolve_device(args.device)  # a device that is not there fails before any work
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
     out = Path(args.out) if args.out else run_dir / "model"
@@ -106,9 +132,11 @@ def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Pat
             quick = ClipRecipe.quick(args.seed)
             for k in ("steps", "batch", "width", "layers", "heads", "dense_layers", "warmup"):
                 setattr(recipe, k, getattr(quick, k))
-        if getattr(args, "precision", None) is not None:
-            recipe.precision = args.precision
-        _override(recipe, args)
+        override(recipe, args)
+        if args.vision_from is not None:
+            recipe.vision_from = int(args.vision_from)
+        if args.prompt_weights is not None:
+            recipe.prompt_weights = dict(args.prompt_weights)
         if args.foil_steps is not None:
             recipe.foil_steps = int(args.foil_steps)
         if args.foil_lr is not None:
@@ -117,16 +145,24 @@ def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Pat
             if not recipe.foil_steps:
                 raise InputError("--foil-vision-from is a setting of stage two: give --foil-steps N as well")
             recipe.foil_vision_from = int(args.foil_vision_from)
-        minutes = getattr(args, "max_minutes", None)
         return train_clip(recipe, out, run_dir, device=args.device, resume=args.resume,
-                          max_seconds=None if minutes is None else 60.0 * minutes)
+                          max_seconds=_max_seconds(args))
     from egokit.recipes.vlm import VlmRecipe, train_vlm
 
-    recipe = VlmRecipe.quick(args.seed) if args.quick else VlmRecipe(seed=args.seed)
-    _override(recipe, args)
+    recipe = VlmRecipe.v2(args.seed) if getattr(args, "recipe", None) == "v2" else VlmRecipe(seed=args.seed)
+    if args.quick:
+        quick = VlmRecipe.quick(args.seed)
+        for k in ("steps", "batch", "width", "layers", "heads", "intermediate", "warmup", "vision_feature_layer"):
+            setattr(recipe, k, getattr(quick, k))
+    override(recipe, args)
     clip = Path(args.clip) if args.clip else None
     return train_vlm(recipe, out, run_dir, clip_dir=clip, device=args.device, resume=args.resume,
-                     quick=args.quick)
+                     quick=args.quick, max_seconds=_max_seconds(args))
+
+
+def _max_seconds(args: argparse.Namespace) -> float | None:
+    minutes = getattr(args, "max_minutes", None)
+    return None if minutes is None else 60.0 * float(minutes)
 
 
 def recipe_command(args: argparse.Namespace) -> str:
@@ -135,8 +171,11 @@ def recipe_command(args: argparse.Namespace) -> str:
     parts = ["python -m egokit.recipes.train", NAMES[args.model].removeprefix("micro-"), f"--seed {args.seed}"]
     if args.quick:
         parts.append("--quick")
-    for flag in ("recipe", "precision", "batch", "clip", "foil_steps", "foil_lr", "foil_vision_from", "mode", "base"):
+    for flag in ("recipe", "precision", "batch", "lr", "warmup", "init", "vision_from", "prompt_weights", "clip",
+                 "foil_steps", "foil_lr", "foil_vision_from", "mode", "base"):
         value = getattr(args, flag, None)
+        if isinstance(value, dict):
+            value = ",".join(f"{v:g}" for v in value.values())
         if value is not None:
             parts.append(f"--{flag.replace('_', '-')} {value}")
     return " ".join(parts)
@@ -182,11 +221,13 @@ def check_out(out: Path, overwrite_shipped: bool = False, quick: bool = False) -
                          "--out to a folder of your own, or add --overwrite-shipped to replace it on purpose")
 
 
-def _override(recipe: object, args: argparse.Namespace) -> None:
-    if args.steps is not None:
-        recipe.steps = int(args.steps)  # type: ignore[attr-defined]
-    if args.batch is not None:
-        recipe.batch = int(args.batch)  # type: ignore[attr-defined]
+def override(recipe: object, args: argparse.Namespace) -> None:
+    """The recipe fields the command line sets (each only when given)."""
+    for flag, cast in (("steps", int), ("batch", int), ("lr", float), ("warmup", int), ("precision", str),
+                       ("init", str)):
+        value = getattr(args, flag, None)
+        if value is not None:
+            setattr(recipe, flag, cast(value))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

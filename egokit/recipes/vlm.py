@@ -18,13 +18,18 @@ negatives ×2), plus an auxiliary recognition head (training-only, not saved) th
 and says which memory's concept covers that patch (or
 none) from the hidden state halfway up the decoder, so that the layers above can read a per-token
 "this is the concept" signal when they answer.
+
+The second recipe (`VlmRecipe.v2`, `--recipe v2`): the second mixture (`MixtureConfig.v2`: position, yes/no,
+shape and colour questions drawn more often, hard negatives weighted ×3, the personalized caption's name
+token weighted ×5 within its answer, 80 % cluttered references) under bfloat16 autocast. A stage may start
+from an earlier micro VLM's projector and decoder (`init`, `--init`) on a new vision tower (`--clip`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +42,13 @@ from tqdm.auto import tqdm
 import egokit.training as runtime
 from egokit.data.shapesworld import ShapesWorld
 from egokit.data.vocab import WORDS
+from egokit.errors import InputError
 from egokit.files import write_text_atomic
 from egokit.models.context import Slot, assemble, pad, token_ids
 from egokit.models.loading import LoadedModel, from_model, resolve_device
 from egokit.models.settings import SETTINGS_FILE
 from egokit.recipes.clip import PATCH, WORLD_SEED, ClipRecipe, build_clip, image_processor, to_pixels
-from egokit.recipes.vlm_tasks import MAX_CONCEPTS, Example, Mixture, Visual
+from egokit.recipes.vlm_tasks import MAX_CONCEPTS, Example, Mixture, MixtureConfig, Visual
 from egokit.zoo import ZOO_DIR
 
 IGNORE = -100
@@ -69,12 +75,27 @@ class VlmRecipe:
     match_weight: float = 0.3
     incontext_chunks: int = 2  # in-context examples run in this many length-sorted micro-batches
     world_seed: int = WORLD_SEED
+    #: fields of `MixtureConfig` changed from its defaults (the second recipe: `MixtureConfig.v2`)
+    mixture: dict[str, Any] = field(default_factory=dict)
+    #: "bf16": forward and loss under `torch.autocast` in bfloat16 (weights and optimizer stay float32)
+    precision: str = "fp32"
+    #: a micro-VLM checkpoint folder whose projector and language model start the run (the vision tower
+    #: always comes from the CLIP given); None: fresh weights
+    init: str | None = None
 
     @classmethod
     def quick(cls, seed: int = 0) -> VlmRecipe:
         """A seconds-long run of a tiny model (for tests of the recipe itself)."""
         return cls(seed=seed, steps=2, batch=4, width=32, layers=1, heads=2, intermediate=64, warmup=1,
                    vision_feature_layer=1)
+
+    @classmethod
+    def v2(cls, seed: int = 0) -> VlmRecipe:
+        """The second recipe (`--recipe v2`): the second mixture (`MixtureConfig.v2`) in bfloat16."""
+        return cls(seed=seed, mixture=asdict(MixtureConfig.v2()), precision="bf16")
+
+    def mixture_config(self) -> MixtureConfig:
+        return MixtureConfig(**self.mixture)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -168,11 +189,13 @@ def encode(loaded: LoadedModel, pieces: list[str | Slot], answer: str | None = N
     return ids, labels
 
 
-def collate(examples: list[Example], loaded: LoadedModel, n_tokens: int, images: list[np.ndarray]) -> dict[str, Any]:
-    """Token ids (right padded), labels, per-example weights, aux labels, the images these examples use
-    and the memory plan (which image, which tokens, in slot order)."""
+def collate(examples: list[Example], loaded: LoadedModel, n_tokens: int, images: list[np.ndarray],
+            stress_weight: float = 1.0) -> dict[str, Any]:
+    """Token ids (right padded), labels, per-example weights, per-token weights (`stress_weight` on the
+    answer tokens of an example's `stress` words, else 1), aux labels, the images these examples use and
+    the memory plan (which image, which tokens, in slot order)."""
     tok = loaded.processor.tokenizer
-    ids, labels, match = [], [], []
+    ids, labels, match, token_weights = [], [], [], []
     plan: list[tuple[int, np.ndarray | None]] = []
     local: dict[int, int] = {}
     for ex in examples:
@@ -188,6 +211,8 @@ def collate(examples: list[Example], loaded: LoadedModel, n_tokens: int, images:
                 m[pos[at:at + n]] = v.match if v.keep is None else v.match[v.keep]
             plan.append((local.setdefault(v.image, len(local)), v.keep))
             at += n
+        stressed = {t for word in ex.stress for t in tok.encode(word, add_special_tokens=False)}
+        token_weights.append([stress_weight if label != IGNORE and label in stressed else 1.0 for label in lab])
         ids.append(i)
         labels.append(lab)
         match.append(m.tolist())
@@ -196,11 +221,19 @@ def collate(examples: list[Example], loaded: LoadedModel, n_tokens: int, images:
         "input_ids": input_ids,
         "attention_mask": pad([[1] * len(i) for i in ids], 0),
         "labels": pad(labels, IGNORE),
+        "token_weights": _pad_float(token_weights),
         "match": pad(match, IGNORE),
         "weights": torch.tensor([ex.weight for ex in examples], dtype=torch.float32),
         "plan": plan,
         "images": np.stack([images[i] for i in local]),
     }
+
+
+def _pad_float(rows: list[list[float]]) -> torch.Tensor:
+    out = torch.ones((len(rows), max(len(r) for r in rows)), dtype=torch.float32)
+    for k, r in enumerate(rows):
+        out[k, :len(r)] = torch.tensor(r, dtype=torch.float32)
+    return out
 
 
 def length_chunks(examples: list[Example], n_tokens: int, chunks: int) -> list[list[Example]]:
@@ -225,7 +258,8 @@ class MatchHead(nn.Module):
 
 
 def batch_losses(model: Any, head: MatchHead, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    """Answer loss (weighted per-example means) and the auxiliary recognition loss."""
+    """Answer loss (per example, the mean over its answer tokens weighted by `token_weights`; over examples,
+    the mean weighted by `weights`) and the auxiliary recognition loss."""
     pixels = to_pixels(batch["images"], device)
     feats = model.model.multi_modal_projector(vision_hidden(model, pixels))
     memories = [feats[i] if keep is None else feats[i, torch.as_tensor(keep, device=device)]
@@ -239,8 +273,8 @@ def batch_losses(model: Any, head: MatchHead, batch: dict[str, Any], device: tor
     labels = batch["labels"].to(device)[:, 1:]
     tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
                                reduction="none").view(labels.shape)
-    counted = (labels != IGNORE).float()
-    per_example = (tok_loss * counted).sum(1) / counted.sum(1).clamp(min=1)
+    counted = (labels != IGNORE).float() * batch["token_weights"].to(device)[:, 1:]
+    per_example = (tok_loss * counted).sum(1) / counted.sum(1).clamp(min=1e-6)
     w = batch["weights"].to(device)
     answer = (per_example * w).sum() / w.sum()
     match = batch["match"].to(device)
@@ -255,9 +289,30 @@ def batch_losses(model: Any, head: MatchHead, batch: dict[str, Any], device: tor
 # ---------------------------------------------------------------------------------------------- training
 
 
+def load_init(model: Any, folder: str) -> None:
+    """Copy the projector and language model of the micro VLM in `folder` into `model` (its vision tower is
+    left as built: the CLIP given); a folder that is not a micro VLM of the same shape fails with a message."""
+    from transformers import LlavaForConditionalGeneration
+
+    path = runtime.init_folder(folder, "llava", "micro VLM")
+    source = LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    for name in ("multi_modal_projector", "language_model"):
+        mine, theirs = getattr(model.model, name), getattr(source.model, name)
+        if {k: v.shape for k, v in mine.state_dict().items()} != {k: v.shape for k, v in theirs.state_dict().items()}:
+            raise InputError(f"--init {folder}: its {name} has another shape than this recipe's")
+        mine.load_state_dict(theirs.state_dict())
+    if model.lm_head.weight.shape != source.lm_head.weight.shape:
+        raise InputError(f"--init {folder}: its vocabulary differs from this recipe's")
+    model.lm_head.load_state_dict(source.lm_head.state_dict())
+
+
 def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None = None, device: str = "auto",
-              resume: bool = True, checkpoint_seconds: float = 180.0, quick: bool | None = None) -> Path:
-    """Train (or resume) the micro VLM and export it in fp16 to `out`. Returns `out`."""
+              resume: bool = True, checkpoint_seconds: float = 180.0, quick: bool | None = None,
+              max_seconds: float | None = None) -> Path:
+    """Train (or resume) the micro VLM and export it in fp16 to `out`. Returns `out`.
+
+    With `max_seconds`, a run that reaches that much wall time saves its state and raises
+    `TimeLimitReached` (nothing is exported); the same call resumes it."""
     quick = recipe.width < 64 if quick is None else quick
     dev = resolve_device(device)
     runtime.set_threads(dev)
@@ -265,6 +320,8 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
     clip = load_clip(clip_dir, quick, recipe.seed)
     model, processor = build_vlm(recipe, clip)
     del clip
+    if recipe.init:
+        load_init(model, recipe.init)
     model.to(dev)
     model.model.vision_tower.requires_grad_(False).eval()
     model.model.multi_modal_projector.train()
@@ -287,9 +344,11 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
         print(f"resuming micro-vlm training at step {start}", flush=True)
     world = ShapesWorld(seed=recipe.world_seed, split="train")
     n_tokens = (world.size // PATCH) ** 2
-    mixture = Mixture(world, recipe.seed, n_tokens)
+    config = recipe.mixture_config()
+    mixture = Mixture(world, recipe.seed, n_tokens, config)
     loaded = from_model(model, processor, name="micro-vlm")
     every = runtime.Every(checkpoint_seconds)
+    log = runtime.LossLog(run_dir, fresh=start == 0)
     t0 = time.monotonic()
     bar = tqdm(range(start, recipe.steps), initial=start, total=recipe.steps, desc="micro-vlm",
                mininterval=5.0, smoothing=0.05)
@@ -300,7 +359,7 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
         rng = np.random.default_rng([recipe.seed, 3, step])
         progress = step / max(1, recipe.steps - 1)
         opt.zero_grad(set_to_none=True)
-        logs = {}
+        logs, curve = {}, {}
         for group in ("single", "incontext"):
             images: list[np.ndarray] = []
             if group == "single":
@@ -312,22 +371,31 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
             answer = match = 0.0
             for chunk in chunks:
                 share = len(chunk) / len(examples)
-                losses = batch_losses(model, head, collate(chunk, loaded, n_tokens, images), dev)
+                with runtime.autocast(dev, recipe.precision):
+                    losses = batch_losses(model, head, collate(chunk, loaded, n_tokens, images, config.name_weight),
+                                          dev)
                 loss = losses["answer"] + recipe.match_weight * losses["match"]
                 (share * loss).backward()
                 answer += share * losses["answer"].item()
                 match += share * losses["match"].item()
             logs[group[:2]] = f"{answer:.3f}"
+            curve[group] = answer
             if group == "incontext":
                 logs["m"] = f"{match:.3f}"
+                curve["match"] = match
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         bar.set_postfix(**logs, lr=f"{lr:.1e}", refresh=False)
-        if every() or step + 1 == recipe.steps:
+        log(step, {**curve, "lr": lr})
+        out_of_time = max_seconds is not None and time.monotonic() - t0 >= max_seconds and step + 1 < recipe.steps
+        if every() or out_of_time or step + 1 == recipe.steps:
             runtime.save_state(run_dir, {
                 "recipe": asdict(recipe), "step": step + 1, "model": model.state_dict(), "head": head.state_dict(),
                 "opt": opt.state_dict(), "rng": runtime.rng_state(), "elapsed": elapsed + time.monotonic() - t0,
                 "segments": segments})
+        if out_of_time:
+            bar.close()
+            raise runtime.TimeLimitReached(step + 1, recipe.steps, run_dir)
     bar.close()
     elapsed += time.monotonic() - t0
     model.eval()
@@ -339,4 +407,5 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
         "recipe": asdict(recipe), "kind": "vlm", "steps": recipe.steps, "segments": segments,
         "wall_seconds": round(elapsed, 1),
         "device": runtime.describe_device(dev), "clip": clip_dir.name if clip_dir else "micro-clip"})
+    runtime.copy_losses(run_dir, out)
     return out

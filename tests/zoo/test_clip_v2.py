@@ -129,8 +129,8 @@ def test_v2_quick_run_writes_a_loadable_model_its_recipe_and_loss_curve(tmp_path
     assert egokit.load(out, device="cpu").family == "clip"
 
 
-def test_recipe_and_precision_are_refused_for_the_vlm(tmp_path, capsys):
-    assert train.main(["vlm", "--quick", "--recipe", "v2", "--out", str(tmp_path / "v")]) == 2
+def test_stage_two_settings_are_refused_for_the_vlm(tmp_path, capsys):
+    assert train.main(["vlm", "--quick", "--foil-steps", "2", "--out", str(tmp_path / "v")]) == 2
     assert "settings of the micro CLIP only" in capsys.readouterr().err
 
 
