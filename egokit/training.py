@@ -147,6 +147,16 @@ def autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def override_recipe(recipe: object, args: Any) -> None:
+    """The recipe fields a command line sets (`--steps`, `--batch`, `--lr`, `--warmup`, `--precision`,
+    `--init`), each only when given."""
+    for flag, cast in (("steps", int), ("batch", int), ("lr", float), ("warmup", int), ("precision", str),
+                       ("init", str)):
+        value = getattr(args, flag, None)
+        if value is not None:
+            setattr(recipe, flag, cast(value))
+
+
 def init_folder(folder: str, model_type: str, what: str) -> Path:
     """The checkpoint folder `--init` names, checked: it holds a `config.json` of `model_type` (else an
     `InputError` that says what is there instead)."""

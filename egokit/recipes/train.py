@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Path:
+    from egokit.training import override_recipe
+
     if name == "micro-pixel":
         from egokit.methods.pixel.training import run_from_args
 
@@ -132,7 +134,7 @@ def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Pat
             quick = ClipRecipe.quick(args.seed)
             for k in ("steps", "batch", "width", "layers", "heads", "dense_layers", "warmup"):
                 setattr(recipe, k, getattr(quick, k))
-        override(recipe, args)
+        override_recipe(recipe, args)
         if args.vision_from is not None:
             recipe.vision_from = int(args.vision_from)
         if args.prompt_weights is not None:
@@ -154,7 +156,7 @@ def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Pat
         quick = VlmRecipe.quick(args.seed)
         for k in ("steps", "batch", "width", "layers", "heads", "intermediate", "warmup", "vision_feature_layer"):
             setattr(recipe, k, getattr(quick, k))
-    override(recipe, args)
+    override_recipe(recipe, args)
     clip = Path(args.clip) if args.clip else None
     return train_vlm(recipe, out, run_dir, clip_dir=clip, device=args.device, resume=args.resume,
                      quick=args.quick, max_seconds=_max_seconds(args))
@@ -219,15 +221,6 @@ def check_out(out: Path, overwrite_shipped: bool = False, quick: bool = False) -
     if not overwrite_shipped:
         raise InputError(f"--out {out} would overwrite the shipped checkpoint {hit.name} ({hit}): pass "
                          "--out to a folder of your own, or add --overwrite-shipped to replace it on purpose")
-
-
-def override(recipe: object, args: argparse.Namespace) -> None:
-    """The recipe fields the command line sets (each only when given)."""
-    for flag, cast in (("steps", int), ("batch", int), ("lr", float), ("warmup", int), ("precision", str),
-                       ("init", str)):
-        value = getattr(args, flag, None)
-        if value is not None:
-            setattr(recipe, flag, cast(value))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

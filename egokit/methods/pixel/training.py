@@ -360,10 +360,10 @@ def train_pixel(recipe: PixelRecipe, out: Path, run_dir: Path, device: str = "au
 
 def run_from_args(args: argparse.Namespace, out: Path, run_dir: Path) -> Path:
     """`python -m egokit.recipes.train pixel ...`: the recipe from the command line's options."""
-    from egokit.recipes.train import override
+    import egokit.training as runtime
 
     recipe = PixelRecipe.quick(args.seed) if args.quick else PixelRecipe(seed=args.seed)
-    override(recipe, args)  # --lr: the head's rate
+    runtime.override_recipe(recipe, args)  # --lr: the head's rate
     if getattr(args, "mode", None):
         recipe.mode = args.mode
     if getattr(args, "base", None):
