@@ -58,7 +58,7 @@ _VLM_V2_TEXT = """\
 Recipe v2 (`--recipe v2`): the second mixture — position questions drawn ×{position}, yes/no ×{yesno}, shape
 and colour ×{shape}, hard negatives weighted ×{hard_weight} (up to {hard_end_pct} % of the negatives by the end), the
 personalized caption ({personal_pct} % of the in-context examples) with its name's token weighted ×{name_weight}
-within the answer, {clutter_pct} % cluttered references. Forward pass: {precision_text}.
+within the answer, {clutter_pct} % cluttered references.{object_text} Forward pass: {precision_text}.
 """
 
 _VLM_BODY = """\
@@ -171,7 +171,7 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
                 hard_weight=mix["hard_weight"], hard_end_pct=round(100 * mix["hard_end"]),
                 personal_pct=round(100 * mix["incontext"]["personal"] / sum(mix["incontext"].values())),
                 name_weight=mix["name_weight"], clutter_pct=round(100 * mix["clutter"]),
-                precision_text=_precision_text(recipe))
+                object_text=_object_memory_text(mix), precision_text=_precision_text(recipe))
         title = "micro-vlm: a LLaVA-style VLM trained on ShapesWorld"
     size_mb = folder_size(folder) / 1e6
     lines = [
@@ -199,6 +199,15 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
     path.chmod(0o644)
     _ = name
     return path
+
+
+def _object_memory_text(mix: dict[str, Any]) -> str:
+    share = mix.get("object_memory", 0.0)
+    if not share:
+        return ""
+    return (f" {round(100 * share)} % of the memories keep only the 10–30 % of the reference's tokens that cover "
+            "the concept most (from its mask, as a perfect selector would; Ego's own selection is never used in "
+            "training).")
 
 
 def _precision_text(recipe: dict[str, Any]) -> str:

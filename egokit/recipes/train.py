@@ -43,6 +43,23 @@ def prompt_weights(text: str) -> dict[str, float]:
     return dict(zip(("color", "shape", "pattern"), values))
 
 
+def mixture_settings(text: str) -> dict[str, float]:
+    """`--mixture hard_weight=2,incontext.personal=0.4`: fields of the micro VLM's `MixtureConfig` (a task's
+    weight as `<group>.<task>`), each a number ≥ 0."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not key.strip() or not number >= 0:
+            raise argparse.ArgumentTypeError(f"give KEY=NUMBER pairs, e.g. hard_weight=2,incontext.personal=0.4 "
+                                             f"— not {part!r}")
+        out[key.strip()] = number
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m egokit.recipes.train", description=__doc__.splitlines()[0])
     add_arguments(p)
@@ -87,6 +104,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the tokens the micro VLM reads stay the same)")
     p.add_argument("--prompt-weights", default=None, type=prompt_weights,
                    help="clip: weights of the colour, shape and pattern parts of the prompt loss, e.g. 1,3,1")
+    p.add_argument("--mixture", default=None, type=mixture_settings,
+                   help="vlm: change fields of the training mixture, e.g. hard_weight=2,object_memory=0.2,"
+                        "incontext.personal=0.4")
     p.add_argument("--lr", type=positive_number, default=None, help="peak learning rate (default: the recipe's)")
     p.add_argument("--warmup", type=count(0), default=None, help="warm-up steps (default: the recipe's)")
     p.add_argument("--mode", default=None, choices=["box", "trace"], help="pixel: word targets (default: box)")
@@ -108,6 +128,8 @@ def run(args: argparse.Namespace) -> Path:
     if name == "micro-pixel" and any(getattr(args, k, None) is not None for k in not_pixel):
         raise InputError(", ".join("--" + k.replace("_", "-") for k in not_pixel)
                          + " are settings of the micro CLIP and the micro VLM")
+    if name != "micro-vlm" and getattr(args, "mixture", None) is not None:
+        raise InputError("--mixture is a setting of the micro VLM only")
     resolve_device(args.device)  # a device that is not there fails before any work
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (name + ("-quick" if args.quick else ""))
     out = Path(args.out) if args.out else run_dir / "model"
@@ -157,6 +179,8 @@ def _train(name: str, args: argparse.Namespace, out: Path, run_dir: Path) -> Pat
         for k in ("steps", "batch", "width", "layers", "heads", "intermediate", "warmup", "vision_feature_layer"):
             setattr(recipe, k, getattr(quick, k))
     override_recipe(recipe, args)
+    if getattr(args, "mixture", None):
+        recipe.change_mixture(args.mixture)
     clip = Path(args.clip) if args.clip else None
     return train_vlm(recipe, out, run_dir, clip_dir=clip, device=args.device, resume=args.resume,
                      quick=args.quick, max_seconds=_max_seconds(args))
@@ -174,9 +198,11 @@ def recipe_command(args: argparse.Namespace) -> str:
     if args.quick:
         parts.append("--quick")
     for flag in ("recipe", "precision", "batch", "lr", "warmup", "init", "vision_from", "prompt_weights", "clip",
-                 "foil_steps", "foil_lr", "foil_vision_from", "mode", "base"):
+                 "foil_steps", "foil_lr", "foil_vision_from", "mode", "base", "mixture"):
         value = getattr(args, flag, None)
-        if isinstance(value, dict):
+        if flag == "mixture" and value:
+            value = ",".join(f"{k}={v:g}" for k, v in value.items())
+        elif isinstance(value, dict):
             value = ",".join(f"{v:g}" for v in value.values())
         if value is not None:
             parts.append(f"--{flag.replace('_', '-')} {value}")

@@ -97,6 +97,24 @@ class VlmRecipe:
     def mixture_config(self) -> MixtureConfig:
         return MixtureConfig(**self.mixture)
 
+    def change_mixture(self, changes: dict[str, float]) -> None:
+        """Set fields of the mixture (`--mixture`): `hard_weight`, or a task's weight as `incontext.personal`;
+        an unknown field or task is an `InputError` that lists the known ones."""
+        config = asdict(self.mixture_config())
+        for key, value in changes.items():
+            group, _, task = key.partition(".")
+            if group not in config or isinstance(config[group], dict) != bool(task):
+                known = sorted(k for k, v in config.items() if not isinstance(v, dict))
+                known += sorted(f"{k}.<task>" for k, v in config.items() if isinstance(v, dict))
+                raise InputError(f"--mixture {key}: not a field of the mixture (known: {', '.join(known)})")
+            if task:
+                if task not in config[group] and group != "vqa_kinds":
+                    raise InputError(f"--mixture {key}: {group} has the tasks {', '.join(sorted(config[group]))}")
+                config[group][task] = float(value)
+            else:
+                config[group] = float(value)
+        self.mixture = config
+
 
 # ---------------------------------------------------------------------------------------------- model
 

@@ -22,8 +22,10 @@ binds a name to a look)
 
 A memory is a reference view of the concept (alone, or cluttered with its companions) given as all
 its tokens or as a random subset of 10–100 % of them in raster order (10–50 % when there are several
-concepts, to keep contexts short); subsets are never chosen by masks or attention. Query-image slots carry per-token labels (which memory's concept covers that
-patch, 0 for none) for the auxiliary recognition head.
+concepts, to keep contexts short); with `MixtureConfig.object_memory` (0 in the first two mixtures) a share
+of memories keeps instead the 10–30 % of tokens that cover the concept most (from its mask, as a perfect
+selector would); subsets are never chosen by attention. Query-image slots carry per-token labels (which
+memory's concept covers that patch, 0 for none) for the auxiliary recognition head.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def random_keep(rng: np.random.Generator, n_tokens: int, fraction: float) -> np.
 def oracle_keep(scene: Scene, obj: int, fraction: float) -> np.ndarray:
     """The `fraction` of tokens whose patches overlap object `obj`'s mask most (raster order).
 
-    An evaluation probe only: never used to build training memories."""
+    The zoo evaluation's probe, and the training memories of `MixtureConfig.object_memory` (never Ego's
+    keyword selection, which is what the evaluations measure against it)."""
     _, cover = scene.patch_labels()
     score = cover[obj].ravel()
     k = max(1, int(round(fraction * score.size)))
@@ -147,6 +150,7 @@ class MixtureConfig:
     hard_weight: float = 2.0              # loss weight of hard-negative examples
     vqa_kinds: dict[str, float] = field(default_factory=dict)  # how often each question kind is drawn (default 1)
     name_weight: float = 1.0              # loss weight of the name's tokens in a personalized caption
+    object_memory: float = 0.0            # share of memories kept to the concept's own patches (10–30 %)
 
     @classmethod
     def v2(cls) -> MixtureConfig:
@@ -185,8 +189,12 @@ class Mixture:
     def _names(self, rng: np.random.Generator, n: int) -> list[str]:
         return [NAME_POOL[int(k)] for k in rng.choice(len(NAME_POOL), size=n, replace=False)]
 
-    def _keep(self, rng: np.random.Generator, n_concepts: int = 1) -> np.ndarray | None:
-        """All tokens or a random 10–100 % (with several concepts, 10–50 %: shorter contexts)."""
+    def _keep(self, rng: np.random.Generator, n_concepts: int = 1, ref: Scene | None = None) -> np.ndarray | None:
+        """All tokens or a random 10–100 % (with several concepts, 10–50 %: shorter contexts); with
+        `object_memory`, that share of memories keeps the 10–30 % of tokens that cover the concept most in its
+        reference view `ref` (a memory made the way a perfect selector would make it)."""
+        if ref is not None and self.cfg.object_memory and rng.random() < self.cfg.object_memory:
+            return oracle_keep(ref, subject_index(ref), float(rng.uniform(0.1, 0.3)))
         if n_concepts == 1 and rng.random() < self.cfg.full_memory:
             return None
         top = 1.0 if n_concepts == 1 else 0.5
@@ -253,7 +261,7 @@ class Mixture:
         for c in concepts:
             ref = self._reference(rng, c)
             images.append(ref.image)
-            pieces += [Visual(len(images) - 1, self._keep(rng, n_concepts)), intro(c.name)]
+            pieces += [Visual(len(images) - 1, self._keep(rng, n_concepts, ref)), intro(c.name)]
         weight, kind = 1.0, "multi"
         asked = concepts[int(rng.integers(n_concepts))]
         if task == "multi" and rng.random() < 0.6:

@@ -256,3 +256,66 @@ def test_dense_target_weights_weigh_each_targets_part_of_the_dense_losses():
     part = {n: both({m: float(m == n) for m in names}) for n in names}
     assert both({"shape": 3.0, "color": 1.0, "pattern": 1.0, "mark": 1.0}) == pytest.approx(
         (3 * part["shape"] + part["color"] + part["pattern"] + part["mark"]) / 6, rel=1e-5)
+
+
+def test_object_memories_keep_the_concepts_own_patches_and_are_off_by_default():
+    from egokit.recipes.vlm_tasks import Visual, oracle_keep, subject_index
+
+    def memories(config, seed=3, n=60):
+        config.incontext = {"recognise": 1.0}
+        mix, rng, images = _mixture(config), np.random.default_rng(seed), []
+        out = []
+        for _ in range(n):
+            ex = mix.incontext(rng, images, 0.5)
+            out.append(next(p for p in ex.pieces if isinstance(p, Visual)).keep)
+        return out, images
+
+    plain, _ = memories(MixtureConfig.v2())
+    again, _ = memories(MixtureConfig(**{**MixtureConfig.v2().__dict__, "object_memory": 0.0}))
+    assert [None if k is None else k.tolist() for k in plain] == [None if k is None else k.tolist() for k in again]
+    config = MixtureConfig.v2()
+    config.object_memory = 1.0
+    kept, _ = memories(config)
+    assert all(k is not None and 6 <= len(k) <= 20 for k in kept)     # 10–30 % of 64 tokens
+    # each memory is the tokens that cover its reference's subject most: the same set `oracle_keep` picks
+    mix, rng = _mixture(config), np.random.default_rng(3)
+    concept = mix._concept(rng, "bix")
+    ref = mix._reference(rng, concept)
+    keep = mix._keep(np.random.default_rng(0), 1, ref)
+    assert keep.tolist() == oracle_keep(ref, subject_index(ref), len(keep) / 64).tolist()
+    _, cover = ref.patch_labels()
+    assert cover[subject_index(ref)].ravel()[keep].mean() > cover[subject_index(ref)].mean()
+
+
+def test_mixture_option_changes_the_recipes_fields_and_the_card_says_so(tmp_path):
+    out = tmp_path / "vlm"
+    assert train.main(["vlm", "--recipe", "v2", "--quick", "--mixture",
+                       "hard_weight=2,object_memory=0.25,incontext.personal=0.4", "--out", str(out),
+                       "--run-dir", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    info = json.loads((out / "training.json").read_text())
+    mix = info["recipe"]["mixture"]
+    assert mix["hard_weight"] == 2.0 and mix["object_memory"] == 0.25 and mix["incontext"]["personal"] == 0.4
+    assert mix["name_weight"] == 5.0                                    # the rest of v2 stays
+    assert "--mixture hard_weight=2,object_memory=0.25,incontext.personal=0.4" in info["command"]
+    card = (out / "README.md").read_text()
+    assert "hard negatives weighted ×2.0" in card and "25 % of the memories keep only" in card
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["vlm", "--mixture", "hard_wieght=2"], "not a field of the mixture (known: clutter"),
+    (["vlm", "--mixture", "incontext.persnal=0.4"], "incontext has the tasks multi, personal, recognise"),
+    (["vlm", "--mixture", "incontext=0.4"], "not a field of the mixture"),
+    (["clip", "--mixture", "hard_weight=2"], "--mixture is a setting of the micro VLM only"),
+])
+def test_a_wrong_mixture_field_is_refused_with_the_known_ones(tmp_path, capsys, argv, message):
+    assert train.main([*argv, "--quick", "--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "r"),
+                       "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("bad", ["hard_weight", "hard_weight=x", "hard_weight=-1", "=2"])
+def test_a_malformed_mixture_is_refused_with_a_hint(bad, capsys):
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["vlm", "--mixture", bad])
+    assert "KEY=NUMBER pairs" in capsys.readouterr().err
