@@ -53,7 +53,7 @@ def mixture_settings(text: str) -> dict[str, float]:
             number = float(value)
         except ValueError:
             number = -1.0
-        if not key.strip() or not number >= 0:
+        if not key.strip() or not 0 <= number < float("inf"):
             raise argparse.ArgumentTypeError(f"give KEY=NUMBER pairs, e.g. hard_weight=2,incontext.personal=0.4 "
                                              f"— not {part!r}")
         out[key.strip()] = number

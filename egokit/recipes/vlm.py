@@ -52,6 +52,8 @@ from egokit.recipes.vlm_tasks import MAX_CONCEPTS, Example, Mixture, MixtureConf
 from egokit.zoo import ZOO_DIR
 
 IGNORE = -100
+#: the fields of `MixtureConfig` that are shares (probabilities), not weights
+SHARES = ("concept_scene_share", "full_memory", "clutter", "positive", "hard_start", "hard_end", "object_memory")
 #: the checkpoint's own settings, written beside its weights (`egokit.models.settings`): Ego asks the micro
 #: VLM with the texts it was trained on
 CHECKPOINT_SETTINGS = {"ego": {"prompt_format": "micro"}}
@@ -113,6 +115,12 @@ class VlmRecipe:
                 config[group][task] = float(value)
             else:
                 config[group] = float(value)
+        for key in SHARES:
+            if not 0.0 <= config[key] <= 1.0:
+                raise InputError(f"--mixture {key}={config[key]:g}: a share, between 0 and 1")
+        for group in ("single", "incontext"):
+            if not sum(config[group].values()) > 0:
+                raise InputError(f"--mixture: the tasks of {group} all weigh 0; give one a weight above 0")
         self.mixture = config
 
 

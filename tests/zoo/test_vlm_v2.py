@@ -270,9 +270,17 @@ def test_object_memories_keep_the_concepts_own_patches_and_are_off_by_default():
             out.append(next(p for p in ex.pieces if isinstance(p, Visual)).keep)
         return out, images
 
+    class WithoutReference(Mixture):       # the mixture as it was before object memories existed
+        def _keep(self, rng, n_concepts=1, ref=None):
+            return super()._keep(rng, n_concepts)
+
     plain, _ = memories(MixtureConfig.v2())
-    again, _ = memories(MixtureConfig(**{**MixtureConfig.v2().__dict__, "object_memory": 0.0}))
-    assert [None if k is None else k.tolist() for k in plain] == [None if k is None else k.tolist() for k in again]
+    config = MixtureConfig.v2()
+    config.incontext = {"recognise": 1.0}
+    mix, rng, images = WithoutReference(ShapesWorld(seed=0, split="train"), 0, config=config), \
+        np.random.default_rng(3), []
+    before = [next(p for p in mix.incontext(rng, images, 0.5).pieces if isinstance(p, Visual)).keep for _ in range(60)]
+    assert [None if k is None else k.tolist() for k in plain] == [None if k is None else k.tolist() for k in before]
     config = MixtureConfig.v2()
     config.object_memory = 1.0
     kept, _ = memories(config)
@@ -305,6 +313,9 @@ def test_mixture_option_changes_the_recipes_fields_and_the_card_says_so(tmp_path
     (["vlm", "--mixture", "hard_wieght=2"], "not a field of the mixture (known: clutter"),
     (["vlm", "--mixture", "incontext.persnal=0.4"], "incontext has the tasks multi, personal, recognise"),
     (["vlm", "--mixture", "incontext=0.4"], "not a field of the mixture"),
+    (["vlm", "--mixture", "object_memory=1.5"], "object_memory=1.5: a share, between 0 and 1"),
+    (["vlm", "--mixture", "single.caption=0,single.vqa=0,single.subject=0,single.coverage=0"],
+     "the tasks of single all weigh 0"),
     (["clip", "--mixture", "hard_weight=2"], "--mixture is a setting of the micro VLM only"),
 ])
 def test_a_wrong_mixture_field_is_refused_with_the_known_ones(tmp_path, capsys, argv, message):
@@ -314,7 +325,8 @@ def test_a_wrong_mixture_field_is_refused_with_the_known_ones(tmp_path, capsys, 
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("bad", ["hard_weight", "hard_weight=x", "hard_weight=-1", "=2"])
+@pytest.mark.parametrize("bad", ["hard_weight", "hard_weight=x", "hard_weight=-1", "=2", "hard_weight=inf",
+                                 "hard_weight=nan"])
 def test_a_malformed_mixture_is_refused_with_a_hint(bad, capsys):
     with pytest.raises(SystemExit):
         train.build_parser().parse_args(["vlm", "--mixture", bad])
