@@ -67,7 +67,7 @@ PixelLLM methods. It loads like any checkpoint folder: `LlavaForConditionalGener
 (folder)` or `egokit.load("micro-vlm")` (fp16 on disk, float32 on CPU).
 
 ## Model
-- Vision tower: the micro CLIP's vision model, frozen (weights copied from `micro-clip`), read at
+- Vision tower: the micro CLIP's vision model, frozen (weights copied from `{clip}`), read at
   layer {vision_feature_layer} of {vision_layers} (`vision_feature_layer={vision_feature_layer}`, class token dropped) so that
   the 64 visual tokens (8×8 grid, raster order) stay local; LLaVA's GELU MLP projector.
 - Language model: Llama decoder, {layers} layers × width {width}, {heads} heads; word-level vocabulary = ShapesWorld's
@@ -162,7 +162,8 @@ def write_card(folder: Path, kind: str, metrics: dict[str, Any]) -> Path:
                                                   "precision_text": _precision_text(recipe)})
         title = "micro-clip: a CLIP trained on ShapesWorld"
     else:
-        body = _VLM_BODY.format(vision_layers=config["vision_config"]["num_hidden_layers"], **recipe)
+        body = _VLM_BODY.format(vision_layers=config["vision_config"]["num_hidden_layers"],
+                                clip=training.get("clip", "micro-clip"), **recipe)
         mix = recipe.get("mixture") or {}
         if mix:
             kinds = mix.get("vqa_kinds", {})
@@ -220,7 +221,8 @@ def _start_lines(recipe: dict[str, Any]) -> list[str]:
     if recipe.get("init"):
         frozen = recipe.get("vision_from", 0)
         lines.append(f"- starts from the weights of `{recipe['init']}` (`--init`; training-only heads and the "
-                     "optimizer start fresh)" + (f"; vision layers below {frozen} kept as they were" if frozen else ""))
+                     "optimizer start fresh)" + (f"; vision layers below {frozen} kept as they were" if frozen else "")
+                     + ("; each stage's command: `stages/README.md`" if str(recipe["init"]).startswith("stages/") else ""))
     weights = {k: v for k, v in (recipe.get("prompt_weights") or {}).items() if v != 1.0}
     weights.update({f"dense {k}": v for k, v in (recipe.get("dense_target_weights") or {}).items() if v != 1.0})
     if weights:

@@ -115,9 +115,9 @@ def test_the_shipped_evaluation_file_still_loads():
     result = SA2VPEvalResult.load(ROOT / "notebooks" / "data" / "sa2vp_eval_micro-clip.safetensors")
     assert result.model_name == "micro-clip" and result.settings["n_train"] == 1000
     metrics = result.metrics()
-    assert metrics["sa2vp.acc_spatial_mean"] == pytest.approx(0.6808, abs=1e-4)
-    assert metrics["vpt_deep.acc_spatial_mean"] == pytest.approx(0.5117, abs=1e-4)
-    assert metrics["ablation.official_blocks.acc_spatial_mean"] == pytest.approx(0.4967, abs=1e-4)
+    assert metrics["sa2vp.acc_spatial_mean"] == pytest.approx(0.8750, abs=1e-4)
+    assert metrics["vpt_deep.acc_spatial_mean"] == pytest.approx(0.8242, abs=1e-4)
+    assert metrics["ablation.official_blocks.acc_spatial_mean"] == pytest.approx(0.8583, abs=1e-4)
     assert result.settings["distill_layers"] == [0, 2]
     assert result.maps is not None and result.maps.change.shape == (8, 4, 8, 8)
 

@@ -9,8 +9,8 @@ Deliberate differences from the official code (aresPanos/LoRSU: `build_lorsu_mas
 `MaskedLoRAParametrization`, the trainer). The fc1 masks and the chosen heads are identical to
 `build_lorsu_mask`'s; the masked LoRA has its shape and initialisation (one update of the stacked q/k/v
 weight, A on the output side Kaiming-uniform, one zero B shared by q, k and v, ΔW = (α/r)·M ⊙ (A·B)); fc1's bias
-and the q/k/v biases train densely, as there. What still differs, measured on micro-clip (2-core CPU; each row
-names its command):
+and the q/k/v biases train densely, as there. What still differs, measured on micro zoo v1's CLIP (`--model stages/micro-clip-v1`, the shipped
+model when these were measured; 2-core CPU; each row names its command):
 
 | what | official | egokit | why | measured effect |
 |---|---|---|---|---|
@@ -31,6 +31,10 @@ The official shape moves the weights more from the first step (seed 1 TI 0.078 a
 3 the earlier variant gained more on the held-out classes at a similar or larger control change. On this micro
 CLIP neither variant forgets less than a gently tuned full fine-tuning (at its own rate, 3e-5, chosen on the same
 development seeds), so the paper's "less forgetting than full fine-tuning" is not reproduced here.
+These figures are zoo v1's (`--model stages/micro-clip-v1`). On zoo v2's CLIP, at the same rates (not re-chosen),
+LoRSU TI 0.113 / 0.149 / 0.138, CC −0.046 / −0.028 / −0.062; full fine-tuning TI 0.104 / 0.113 / 0.131, CC −0.028 /
+−0.049 / −0.033; `lora_v1` TI 0.084 / 0.076 / 0.120, CC −0.021 / −0.018 / −0.035 (seeds 1 / 2 / 3): LoRSU forgets less
+than full fine-tuning on seed 2 only.
 
 Public names of the method; its internals live in the modules beside this file.
 """

@@ -5,7 +5,8 @@ Public names of the method; its internals live in the modules beside this file.
 
 Deliberate differences from the official code (tommy-xq/SA2VP: `vit_train_sa2vp.py`,
 `vpt_main/src/models/vit_backbones/vit_tinypara.py`). "Measured" is the spatial mean accuracy on development
-seed 0's validation split, from `egokit sa2vp eval --full --validation --seed 0` run with every setting official
+seed 0's validation split, from `egokit sa2vp eval --full --validation --seed 0` on micro zoo v1's CLIP
+(`--model stages/micro-clip-v1`, the shipped model when the settings were chosen) run with every setting official
 (α = 0.1): full SA²VP 0.528 (VPT-deep 0.520); the ablation that undoes the difference, and its change:
 
 | what | why | measured |
@@ -27,6 +28,11 @@ On the evaluation seeds (`egokit sa2vp eval --json --seed S`, test split) SA²VP
 row (image → prompt at the mapped 0, 1, 3) gives 0.497, and `one_direction` (no image → prompt block at all)
 0.852: on this micro CLIP the prompt → image direction carries the gain, and each image → prompt block
 between them costs accuracy within the budget. The method keeps both directions, as the paper does.
+
+The figures above are zoo v1's (`--model stages/micro-clip-v1`). Zoo v2's CLIP encodes relations, and at the same
+settings (not re-chosen) SA²VP's spatial mean is 0.875 / 0.894 / 0.883 against VPT-deep's 0.824 / 0.873 / 0.842
+(seeds 1 / 2 / 3); in `--full --seed 1` `official_blocks` gives 0.858, `one_direction` 0.877, and only
+`no_interaction` falls far (0.628).
 """
 
 from egokit.methods.sa2vp.attention import neighbourhood_mask
