@@ -6,10 +6,10 @@ A position question (`where is the red circle ?`) is answered with the 3×3 cell
 (`position_word`: "top left" … "center" … "bottom right"). The cell lines sit at a third and two thirds of the
 image (21.3 and 42.7 px of 64), inside the 8-pixel patches 2 and 5 of the 8×8 grid the micro VLM reads, so an
 object whose centre lies within a few pixels of a line is in one cell or the next by less than a patch. This
-asks every position question of `--scenes` test scenes (greedy answers, as `egokit zoo eval`), and prints
+asks every position question of `--scenes` test scenes (greedy answers, as `egokit zoo eval`, whose scenes it includes), and prints
 one JSON object: accuracy overall and by the centre's distance (px) to the nearest line it could be confused
-across (the smaller of the horizontal and vertical distances), and the share of wrong answers that name a
-neighbouring cell (one row or column off).
+across (the smaller of the horizontal and vertical distances), and how many wrong answers name an adjacent
+cell (one row and/or one column off, diagonals included).
 """
 
 from __future__ import annotations

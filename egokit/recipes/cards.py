@@ -11,7 +11,7 @@ from egokit.training import folder_size
 from egokit.zoo import ZOO_DIR
 
 _CLIP_BODY = """\
-A `CLIPModel` trained from scratch on ShapesWorld scenes, shipped inside egokit so that every method
+A `CLIPModel` trained on ShapesWorld scenes, shipped inside egokit so that every method
 runs offline on a model that really learned something. It loads like any checkpoint folder:
 `CLIPModel.from_pretrained(folder)` or `egokit.load("micro-clip")` (fp16 on disk, float32 on CPU).
 

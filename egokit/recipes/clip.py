@@ -17,8 +17,8 @@ the shape, colour, pattern and mark under that patch (`patch_targets`). It keeps
 and teaches the encoder colours and marks fast. The heads are training-only and not saved.
 
 Stage two (off by default, `foil_steps`): the text tower alone tuned with foils of each caption as extra
-negatives (`clip_foils`). Measured on the shipped model, it moved the validation localisation accuracy of
-the misalignment method only from 0.49 to 0.50–0.52, so the shipped micro CLIP does not use it. Tuning the
+negatives (`clip_foils`). Measured on zoo v1's CLIP (`stages/micro-clip-v1`), it moved the validation localisation accuracy of
+the misalignment method only from 0.49 to 0.50–0.52, so the v1 recipe does not use it (zoo v2's CLIP learns relations from hard negatives of every kind instead, recipe v2). Tuning the
 vision layers the micro VLM does not read as well (`foil_vision_from=2`, 300 steps, lr 3e-4) gave 0.505 on
 validation and 0.495 on test (relation foils still 0.0), so that is off too.
 

@@ -90,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foil-vision-from", type=count(0), default=None,
                    help="clip: stage two also tunes the vision layers from this index on (default: none)")
     p.add_argument("--recipe", default=None, choices=["v1", "v2"],
-                   help="clip, vlm: v1 (the shipped model's, default) or v2 (clip: hard negatives of every foil kind "
+                   help="clip, vlm: v1 (zoo v1's recipe, default) or v2 (clip: hard negatives of every foil kind "
                         "and dense targets of size and place from the first step; vlm: the second mixture in bf16)")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16"],
                    help="clip, vlm: the forward pass in float32 or under bfloat16 autocast (default: the recipe's)")
