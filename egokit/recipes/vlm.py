@@ -432,6 +432,6 @@ def train_vlm(recipe: VlmRecipe, out: Path, run_dir: Path, clip_dir: Path | None
     runtime.atomic_write_json(out / "training.json", {
         "recipe": asdict(recipe), "kind": "vlm", "steps": recipe.steps, "segments": segments,
         "wall_seconds": round(elapsed, 1),
-        "device": runtime.describe_device(dev), "clip": clip_dir.name if clip_dir else "micro-clip"})
+        "device": runtime.describe_device(dev), "clip": str(clip_dir) if clip_dir else "micro-clip"})
     runtime.copy_losses(run_dir, out)
     return out

@@ -39,7 +39,8 @@ def test_quick_clip_then_vlm_train_resume_and_load(tmp_path, capsys):
     clip_tower = egokit.load(clip_dir, device="cpu").model.vision_model.state_dict()
     vlm_tower = vlm.model.model.vision_tower.state_dict()
     assert all(torch.equal(clip_tower[k], vlm_tower[k]) for k in clip_tower)  # the CLIP's tower, as trained
-    assert json.loads((vlm_dir / "training.json").read_text())["segments"] == [[0, 2]]
+    vlm_info = json.loads((vlm_dir / "training.json").read_text())
+    assert vlm_info["segments"] == [[0, 2]] and vlm_info["clip"] == str(clip_dir)  # the --clip path, as given
 
     # extended twice: the card says how to repeat a run whose schedule changed on resume
     for steps in ("3", "4"):

@@ -331,3 +331,20 @@ def test_a_malformed_mixture_is_refused_with_a_hint(bad, capsys):
     with pytest.raises(SystemExit):
         train.build_parser().parse_args(["vlm", "--mixture", bad])
     assert "KEY=NUMBER pairs" in capsys.readouterr().err
+
+
+def test_the_card_names_the_clip_folder_as_given(tmp_path):
+    """The VLM card says which CLIP its tower was copied from, as the `--clip` path a reader can load."""
+    import json
+    import shutil
+
+    from egokit.recipes.cards import write_card
+    from egokit.zoo import ZOO_DIR
+
+    folder = tmp_path / "micro-vlm"
+    shutil.copytree(ZOO_DIR / "micro-vlm", folder)
+    training = json.loads((folder / "training.json").read_text())
+    training["clip"] = "stages/micro-clip-v2b"
+    (folder / "training.json").write_text(json.dumps(training))
+    card = write_card(folder, "vlm", {}).read_text()
+    assert "weights copied from `stages/micro-clip-v2b`" in card
